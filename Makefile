@@ -1,0 +1,39 @@
+# make demo: the demo site on http://127.0.0.1:8000 (SQLite, in-memory layer, thread runner)
+# make test: the whole test suite (installs what it needs first)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . --group test --group lint
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	cd example && ../$(PY) manage.py migrate --noinput
+	cd example && ../$(PY) manage.py demo_user
+	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000
+
+test: install
+	@scripts/ensure-chromium
+	$(PY) -m ruff check src tests example benchmarks
+	$(PY) -m ruff format --check src tests example benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest -m browser -p no:cacheprovider
+
+lint: install
+	$(PY) -m ruff check src tests example benchmarks
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff check --fix src tests example benchmarks
+	$(PY) -m ruff format src tests example benchmarks
+
+clean:
+	rm -rf $(VENV) example/db.sqlite3 liveops-tests.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""The ``LIVEOPS`` settings dict: defaults, validation and a cached reader."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+__all__ = ["DEFAULTS", "RUNNER_ALIASES", "LiveOpsSettings", "get_settings", "validate"]
+
+RUNNER_ALIASES = {
+    "eager": "liveops.runners.eager.EagerRunner",
+    "thread": "liveops.runners.thread.ThreadRunner",
+}
+
+DEFAULTS: dict[str, Any] = {
+    # Where run() executes: an alias from RUNNER_ALIASES or a dotted path to a Runner class.
+    "RUNNER": "thread",
+    # At most this many live messages per second per operation; the latest state always follows.
+    "THROTTLE_HZ": 10,
+    # Also store live progress (status, percent, log tail) so late joiners see it.
+    "PERSIST_PROGRESS": False,
+    # Size of the thread runner's pool.
+    "THREAD_WORKERS": 4,
+    # How many log lines a page keeps (and a snapshot shows).
+    "LOG_TAIL": 200,
+    # The channel layer alias used for live fragments.
+    "CHANNEL_LAYER": "default",
+}
+
+
+@dataclass(frozen=True)
+class LiveOpsSettings:
+    """Validated ``LIVEOPS`` settings with defaults filled in."""
+
+    RUNNER: str
+    THROTTLE_HZ: float
+    PERSIST_PROGRESS: bool
+    THREAD_WORKERS: int
+    LOG_TAIL: int
+    CHANNEL_LAYER: str
+
+    @property
+    def runner_path(self) -> str:
+        """Return the dotted path of the configured runner class."""
+        return RUNNER_ALIASES.get(self.RUNNER, self.RUNNER)
+
+    @property
+    def flush_interval(self) -> float:
+        """Return the minimum number of seconds between two live messages of one operation."""
+        return 1.0 / self.THROTTLE_HZ
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid setting: the check id, what is wrong, and how to fix it."""
+
+    id: str
+    msg: str
+    hint: str
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate(raw: object) -> list[Problem]:
+    """Return the problems of a ``LIVEOPS`` value; an empty list means it is valid."""
+    if not isinstance(raw, dict):
+        return [
+            Problem(
+                "liveops.E001",
+                f"LIVEOPS must be a dict, not {type(raw).__name__} ({raw!r}).",
+                "Set LIVEOPS = {} in your settings, or remove it to use the defaults.",
+            )
+        ]
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in DEFAULTS:
+            close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+            suggestion = f"Did you mean {close[0]!r}? " if close else ""
+            problems.append(
+                Problem(
+                    "liveops.E002",
+                    f"LIVEOPS has an unknown key {key!r}.",
+                    f"{suggestion}Valid keys: {', '.join(sorted(DEFAULTS))}.",
+                )
+            )
+    merged = {**DEFAULTS, **raw}
+    runner = merged["RUNNER"]
+    if not isinstance(runner, str) or (runner not in RUNNER_ALIASES and "." not in runner):
+        problems.append(
+            Problem(
+                "liveops.E003",
+                f"LIVEOPS['RUNNER'] is {runner!r}, which is not a runner.",
+                f"Use one of {', '.join(map(repr, RUNNER_ALIASES))}, "
+                "or the dotted path of a liveops.runners.Runner subclass.",
+            )
+        )
+    hz = merged["THROTTLE_HZ"]
+    if not _is_number(hz) or not 0 < hz <= 100:
+        problems.append(
+            Problem(
+                "liveops.E004",
+                f"LIVEOPS['THROTTLE_HZ'] is {hz!r}; it must be a number above 0 and at most 100.",
+                "Use the default 10 (ten live messages per second per operation at most).",
+            )
+        )
+    if not isinstance(merged["PERSIST_PROGRESS"], bool):
+        problems.append(
+            Problem(
+                "liveops.E005",
+                f"LIVEOPS['PERSIST_PROGRESS'] is {merged['PERSIST_PROGRESS']!r}; "
+                "it must be True or False.",
+                "Use False (only terminal state is stored) or True (live progress is stored too).",
+            )
+        )
+    for key, id_, example in (("THREAD_WORKERS", "liveops.E006", 4), ("LOG_TAIL", "liveops.E007", 200)):
+        if not _is_positive_int(merged[key]):
+            problems.append(
+                Problem(
+                    id_,
+                    f"LIVEOPS[{key!r}] is {merged[key]!r}; it must be a whole number of at least 1.",
+                    f"Use a positive integer such as {example}.",
+                )
+            )
+    if not isinstance(merged["CHANNEL_LAYER"], str):
+        problems.append(
+            Problem(
+                "liveops.E008",
+                f"LIVEOPS['CHANNEL_LAYER'] is {merged['CHANNEL_LAYER']!r}; "
+                "it must be the name of a layer.",
+                "Use 'default', or another key of your CHANNEL_LAYERS setting.",
+            )
+        )
+    return problems
+
+
+def _raw_settings() -> object:
+    return getattr(settings, "LIVEOPS", {})
+
+
+@functools.cache
+def get_settings() -> LiveOpsSettings:
+    """Return the validated settings; raise ImproperlyConfigured when they are invalid."""
+    raw = _raw_settings()
+    problems = validate(raw)
+    if problems:
+        details = "\n".join(f"({p.id}) {p.msg} HINT: {p.hint}" for p in problems)
+        raise ImproperlyConfigured(f"Invalid LIVEOPS setting:\n{details}")
+    assert isinstance(raw, dict)
+    merged = {**DEFAULTS, **raw}
+    return LiveOpsSettings(
+        RUNNER=merged["RUNNER"],
+        THROTTLE_HZ=float(merged["THROTTLE_HZ"]),
+        PERSIST_PROGRESS=merged["PERSIST_PROGRESS"],
+        THREAD_WORKERS=merged["THREAD_WORKERS"],
+        LOG_TAIL=merged["LOG_TAIL"],
+        CHANNEL_LAYER=merged["CHANNEL_LAYER"],
+    )
+
+
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"LIVEOPS", "CHANNEL_LAYERS"}:
+        get_settings.cache_clear()
+
+
+setting_changed.connect(_reset_on_change, dispatch_uid="liveops.conf.reset")

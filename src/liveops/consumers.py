@@ -1,0 +1,173 @@
+"""``LiveOperationConsumer``: one WebSocket per page, carrying every operation on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth.models import AnonymousUser
+
+from liveops.conf import get_settings
+from liveops.fragments import frame, render_regions
+from liveops.models import LiveOperation, get_operation_model
+from liveops.publish import bind_server_loop, group_name
+
+__all__ = ["CloseCode", "LiveOperationConsumer"]
+
+logger = logging.getLogger("liveops")
+
+_TOKEN = re.compile(r"^(?P<label>[a-z0-9_]{1,100}\.[a-z0-9_]{1,100}):(?P<pk>[0-9a-fA-F-]{32,36})$")
+
+
+class CloseCode:
+    """WebSocket close codes after which the client stops retrying."""
+
+    BAD_REQUEST = 4400
+    LOGIN_REQUIRED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+
+
+_REASONS = {
+    CloseCode.LOGIN_REQUIRED: "login required",
+    CloseCode.FORBIDDEN: "not allowed",
+    CloseCode.NOT_FOUND: "not found",
+}
+
+
+@dataclass(frozen=True)
+class _Request:
+    token: str
+    model: type[LiveOperation]
+    pk: uuid.UUID
+
+    @property
+    def group(self) -> str:
+        return group_name(self.model.live_label(), self.pk)
+
+
+class LiveOperationConsumer(AsyncWebsocketConsumer):
+    """Authorize, subscribe, send a snapshot per operation, then forward live fragments."""
+
+    #: More operations than this on one socket is refused as a bad request.
+    max_operations = 50
+
+    async def connect(self) -> None:
+        """Check every requested operation and send each allowed one's current state."""
+        bind_server_loop(asyncio.get_running_loop())
+        self._groups: dict[str, _Request] = {}
+        self._user = self.scope.get("user") or AnonymousUser()
+        await self.accept()
+        requests = self._parse_requests()
+        if requests is None:
+            await self.close(code=CloseCode.BAD_REQUEST)
+            return
+        known, rejected = self._resolve_models(requests)
+        # Subscribe before reading the database, so no update falls between the two.
+        for request in known:
+            await self.channel_layer.group_add(request.group, self.channel_name)
+            self._groups[request.group] = request
+        snapshots, refused = await self._load_snapshots(known)
+        rejected.update(refused)
+        for request, code in rejected.items():
+            if request.group in self._groups:
+                await self.channel_layer.group_discard(request.group, self.channel_name)
+                del self._groups[request.group]
+        if not self._groups:
+            await self.close(code=min(rejected.values(), default=CloseCode.BAD_REQUEST))
+            return
+        for request, code in rejected.items():
+            await self.send_json_rejection(request.token, code)
+        for html in snapshots:
+            await self.send(text_data=frame(html))
+
+    async def disconnect(self, code: int) -> None:
+        """Leave every group this socket joined."""
+        for group in getattr(self, "_groups", {}):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Ignore whatever the client sends: the protocol has nothing to say upstream."""
+
+    async def liveop_fragment(self, event: dict[str, Any]) -> None:
+        """Forward a live fragment of an operation this socket watches."""
+        request = self._groups.get(event.get("group", ""))
+        if request is None:
+            return
+        if event.get("terminal") and getattr(self._user, "is_staff", False):
+            # Staff see the traceback, which the shared message does not carry.
+            snapshots, _ = await self._load_snapshots([request])
+            for html in snapshots:
+                await self.send(text_data=frame(html))
+            return
+        await self.send(text_data=event["frame"])
+
+    async def send_json_rejection(self, token: str, code: int) -> None:
+        """Tell the client this socket will not carry ``token``, and why."""
+        payload = {"op": token, "code": code, "reason": _REASONS.get(code, "rejected")}
+        await self.send(text_data=json.dumps({"liveop_rejected": payload}))
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _parse_requests(self) -> list[tuple[str, str, uuid.UUID]] | None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        tokens = list(dict.fromkeys(query.get("op", [])))
+        if not tokens or len(tokens) > self.max_operations:
+            return None
+        parsed = []
+        for token in tokens:
+            match = _TOKEN.match(token)
+            if match is None:
+                return None
+            try:
+                pk = uuid.UUID(match["pk"])
+            except ValueError:
+                return None
+            parsed.append((token, match["label"], pk))
+        return parsed
+
+    def _resolve_models(
+        self, requests: list[tuple[str, str, uuid.UUID]]
+    ) -> tuple[list[_Request], dict[_Request, int]]:
+        known: list[_Request] = []
+        rejected: dict[_Request, int] = {}
+        for token, label, pk in requests:
+            try:
+                known.append(_Request(token, get_operation_model(label), pk))
+            except LookupError:
+                rejected[_Request(token, LiveOperation, pk)] = CloseCode.NOT_FOUND
+        return known, rejected
+
+    @database_sync_to_async
+    def _load_snapshots(self, requests: list[_Request]) -> tuple[list[str], dict[_Request, int]]:
+        """Load each operation (one query per model), authorize, and render its snapshot."""
+        by_model: dict[type[LiveOperation], list[_Request]] = defaultdict(list)
+        for request in requests:
+            by_model[request.model].append(request)
+        log_max = get_settings().LOG_TAIL
+        staff = bool(getattr(self._user, "is_staff", False))
+        snapshots: list[str] = []
+        rejected: dict[_Request, int] = {}
+        for model, wanted in by_model.items():
+            found = model._default_manager.in_bulk([request.pk for request in wanted])
+            for request in wanted:
+                op = found.get(request.pk)
+                if op is None:
+                    rejected[request] = CloseCode.NOT_FOUND
+                elif not op.can_view(self._user):
+                    authenticated = self._user.is_authenticated
+                    rejected[request] = (
+                        CloseCode.FORBIDDEN if authenticated else CloseCode.LOGIN_REQUIRED
+                    )
+                else:
+                    snapshots.append(render_regions(op, op.to_view(), staff=staff, log_max=log_max))
+        return snapshots, rejected

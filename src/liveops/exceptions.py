@@ -1,0 +1,13 @@
+"""Exceptions raised by django-liveops."""
+
+from __future__ import annotations
+
+__all__ = ["LiveOpsError", "OperationCancelled"]
+
+
+class LiveOpsError(Exception):
+    """Base class for errors raised by django-liveops at run time."""
+
+
+class OperationCancelled(LiveOpsError):  # noqa: N818 - reads as an event, like KeyboardInterrupt
+    """Raised by ``p.check_cancelled()`` when the viewer asked to stop the operation."""

@@ -1,0 +1,170 @@
+"""``execute()``: the one path every runner takes to run an operation.
+
+1. Claim the operation with a conditional UPDATE, so a second delivery runs nothing.
+2. Run ``op.run(p)``, catching everything.
+3. Store the terminal state in one transaction; publish it once that commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback as tb
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import router, transaction
+from django.utils import timezone, translation
+
+from liveops.conf import get_settings
+from liveops.exceptions import OperationCancelled
+from liveops.models import LiveOperation, get_operation_model
+from liveops.progress import Progress
+from liveops.publish import get_publisher
+from liveops.state import LiveState, Phase, StageState
+
+__all__ = ["Run", "execute"]
+
+logger = logging.getLogger("liveops")
+
+# What a stage still open at the end becomes, by how the operation ended.
+_OPEN_STAGE_ENDS = {
+    Phase.FINISHED_OK: StageState.DONE,
+    Phase.FINISHED_ERROR: StageState.FAILED,
+    Phase.CANCELLED: StageState.CANCELLED,
+}
+
+
+def execute(label: str, pk: object) -> None:
+    """Claim and run the operation ``label``/``pk``; do nothing when it was claimed already."""
+    model = get_operation_model(label)
+    now = timezone.now()
+    claimable = model.objects.filter(
+        pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
+    )
+    if not claimable.update(started_on=now, heartbeat_on=now):
+        logger.info("liveops: %s %s was claimed already (or is gone); not running it.", label, pk)
+        return
+    op = model.objects.get(pk=pk)
+    run = Run(op)
+    run.start()
+    if op.cancel_requested:
+        run.finish(Phase.CANCELLED)
+        return
+    progress = Progress(run)
+    try:
+        with translation.override(op.language or None):
+            op.run(progress)
+    except OperationCancelled:
+        run.finish(Phase.CANCELLED)
+    except Exception:
+        run.finish(Phase.FINISHED_ERROR, traceback=tb.format_exc())
+    except BaseException:
+        # Ctrl-C, SystemExit: record why the operation stopped, then let the process go.
+        run.finish(
+            Phase.FINISHED_ERROR,
+            error_message="The operation was interrupted.",
+            traceback=tb.format_exc(),
+        )
+        raise
+    else:
+        run.finish(Phase.FINISHED_OK, result_context={})
+
+
+class Run:
+    """One execution of an operation: its live state, its channel and its database writes."""
+
+    def __init__(self, op: LiveOperation) -> None:
+        self.op = op
+        self.state = LiveState.from_view(op.to_view(), get_settings().LOG_TAIL)
+        self.channel = get_publisher().channel(op, self.state)
+        self.notify = self.channel.notify
+        self.declared_stage_names = tuple(op.stages)
+        # Shared with op.stage_states, which op.declared_stages() reads.
+        op.stage_states = self._stage_states = dict(op.stage_states)
+        self._db = router.db_for_write(type(op), instance=op)
+        self._finished = False
+
+    @property
+    def _queryset(self) -> Any:
+        return type(self.op)._default_manager.using(self._db).filter(pk=self.op.pk)
+
+    def start(self) -> None:
+        """Publish the started state."""
+        self.state.start()
+        self.notify()
+
+    def set_stage(self, name: str, stage_state: StageState) -> None:
+        """Record a stage boundary: live, and in the database."""
+        self._stage_states[name] = stage_state.value
+        if self.state.set_stages(self._stages()):
+            self.notify()
+        self._queryset.update(
+            current_stage=name if stage_state is StageState.ACTIVE else "",
+            stage_states=self._stage_states,
+            version=self.state.view.version,
+            heartbeat_on=timezone.now(),
+        )
+
+    def cancel_requested(self) -> bool:
+        """Return whether a viewer asked to cancel (one query)."""
+        return bool(self._queryset.filter(cancel_requested=True).exists())
+
+    def finish_ok(self, context: Mapping[str, Any]) -> None:
+        """Finish successfully with ``context`` for the result template."""
+        self.finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+
+    def finish_error(self, message: str, traceback: str) -> None:
+        """Finish with an error the viewer sees as ``message``."""
+        self.finish(Phase.FINISHED_ERROR, error_message=message, traceback=traceback)
+
+    def finish(
+        self,
+        phase: Phase,
+        *,
+        result_context: Mapping[str, Any] | None = None,
+        error_message: str = "",
+        traceback: str = "",
+    ) -> None:
+        """Store the terminal state and publish it once the transaction commits."""
+        if self._finished:
+            logger.warning("liveops: %s finished already; ignoring %s.", self.op, phase.value)
+            return
+        self._finished = True
+        for name, value in self._stage_states.items():
+            if value == StageState.ACTIVE:
+                self._stage_states[name] = _OPEN_STAGE_ENDS[phase].value
+        view = self.state.finish(
+            phase,
+            result_context=result_context,
+            error_message=error_message,
+            traceback=traceback,
+            stages=self._stages(),
+        )
+        with transaction.atomic(using=self._db):
+            self._queryset.update(
+                finished_on=timezone.now(),
+                finished_successfully=phase is Phase.FINISHED_OK,
+                cancelled=phase is Phase.CANCELLED,
+                result_context=view.result_context,
+                error_message=error_message,
+                traceback=traceback,
+                current_stage="",
+                stage_states=self._stage_states,
+                version=view.version,
+                heartbeat_on=timezone.now(),
+            )
+            transaction.on_commit(self.channel.finish, using=self._db)
+
+    def _stages(self) -> tuple[tuple[str, StageState], ...]:
+        return self.op.declared_stages()  # reads the same dict as self._stage_states
+
+
+def _json_round_trip(context: Mapping[str, Any]) -> dict[str, Any]:
+    # The live page and a later snapshot must render the same values: store and
+    # show what JSON keeps (dates become ISO strings), and fail here, not in the database.
+    try:
+        return dict(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    except TypeError as exc:
+        raise TypeError(f"p.result() takes JSON-serializable values: {exc}") from exc

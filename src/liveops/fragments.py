@@ -1,0 +1,158 @@
+"""The one renderer: state views in, HTML region fragments out.
+
+A live tick is ``render_regions(view, changed regions)``; a snapshot is
+``render_regions(view, ALL_REGIONS)``. Both go through the same code, so a page
+built from ticks and a page built from a snapshot cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.template.loader import render_to_string, select_template
+from django.utils import translation
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+
+from liveops.models import LiveOperation
+from liveops.state import ALL_REGIONS, Phase, StateView
+
+__all__ = [
+    "container_id",
+    "frame",
+    "region_id",
+    "render_container",
+    "render_regions",
+]
+
+_PHASE_LABELS = {
+    Phase.NOT_STARTED: "Waiting to start",
+    Phase.STARTED: "In progress",
+    Phase.FINISHED_OK: "Finished",
+    Phase.FINISHED_ERROR: "Failed",
+    Phase.CANCELLED: "Cancelled",
+}
+
+
+def container_id(op: LiveOperation) -> str:
+    """Return the DOM id of the operation's container."""
+    return f"liveop-{op.pk}"
+
+
+def region_id(op: LiveOperation, region: str) -> str:
+    """Return the DOM id of one region of the operation."""
+    return f"liveop-{op.pk}-{region}"
+
+
+def frame(html: str) -> str:
+    """Wrap fragments in the JSON envelope sent over the WebSocket."""
+    return json.dumps({"liveop_html": html}, ensure_ascii=False)
+
+
+def render_regions(
+    op: LiveOperation,
+    view: StateView,
+    regions: Iterable[str] = ALL_REGIONS,
+    *,
+    new_log: Sequence[tuple[int, str]] | None = None,
+    staff: bool = False,
+    log_max: int = 200,
+) -> str:
+    """Render the given regions of ``view`` as ``hx-swap-oob`` elements.
+
+    With ``new_log``, the log region is sent as an append of those lines only;
+    otherwise it is replaced by the whole tail.
+    """
+    wanted = set(regions)
+    with translation.override(op.language or None):
+        parts = []
+        for region in ALL_REGIONS:
+            if region not in wanted:
+                continue
+            if region == "log":
+                parts.append(_render_log(op, view, new_log, log_max))
+            else:
+                parts.append(_render_region(op, view, region, staff))
+        return "".join(parts)
+
+
+def render_container(
+    op: LiveOperation, view: StateView, *, staff: bool, ws_path: str, log_max: int
+) -> str:
+    """Render the whole live container, each region already holding the current state."""
+    with translation.override(op.language or None):
+        regions = {
+            region: mark_safe(render_regions(op, view, [region], staff=staff, log_max=log_max))  # noqa: S308
+            for region in ALL_REGIONS
+        }
+        return render_to_string(
+            "liveops/container.html",
+            {
+                "op": op,
+                "container_id": container_id(op),
+                "connection_id": region_id(op, "connection"),
+                "ws_path": ws_path,
+                "regions": regions,
+            },
+        )
+
+
+def _attributes(op: LiveOperation, view: StateView, region: str, swap: str) -> SafeString:
+    terminal = view.phase.is_terminal
+    return format_html(
+        'id="{}" class="liveops-{}" hx-swap-oob="{}" data-liveop-v="{}" data-liveop-attempt="{}"'
+        ' data-liveop-state="{}"{}',
+        region_id(op, region),
+        region,
+        swap,
+        view.version,
+        view.attempt,
+        view.phase.value,
+        mark_safe(" data-liveop-terminal") if terminal else "",
+    )
+
+
+def _template_names(op: LiveOperation, region: str) -> list[str]:
+    meta = op._meta
+    names = [f"liveops/{meta.app_label}/{meta.model_name}/{region}.html"]
+    if region == "result":
+        names.insert(0, op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html")
+    names.append(f"liveops/regions/{region}.html")
+    return names
+
+
+def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool) -> str:
+    template = select_template(_template_names(op, region))
+    context: dict[str, Any] = {
+        "op": op,
+        "view": view,
+        "region_id": region_id(op, region),
+        "phase_label": _(_PHASE_LABELS[view.phase]),
+        "is_terminal": view.phase.is_terminal,
+        "staff": staff,
+    }
+    if region == "result":
+        context["result"] = view.result_context or {}
+        context["result_items"] = sorted((view.result_context or {}).items())
+    inner = template.render(context)
+    return f"<div {_attributes(op, view, region, 'true')}>{inner}</div>"
+
+
+def _render_log(
+    op: LiveOperation, view: StateView, new_log: Sequence[tuple[int, str]] | None, log_max: int
+) -> str:
+    appending = new_log is not None and not view.phase.is_terminal
+    lines = new_log if appending and new_log is not None else view.log_tail
+    prefix = region_id(op, "log")
+    # Log lines are rendered here rather than by a template: a busy run sends
+    # thousands of them and this is the hot path of the publisher.
+    items = "".join(
+        f'<li id="{prefix}-{seq}" data-liveop-seq="{seq}">{escape(line)}</li>'
+        for seq, line in lines[-log_max:]
+    )
+    attributes = _attributes(op, view, "log", "beforeend" if appending else "true")
+    label = escape(_("Log"))
+    return f'<ol {attributes} data-liveop-log-max="{log_max}" aria-label="{label}">{items}</ol>'

@@ -1,0 +1,148 @@
+"""The abstract ``LiveOperation`` model that users subclass and give a ``run(p)``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models, router, transaction
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from liveops.state import Phase, StageState, StateView
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from liveops.progress import Progress
+
+__all__ = ["LiveOperation", "Phase", "get_operation_model"]
+
+
+class LiveOperation(models.Model):
+    """A long operation whose progress a page shows live; subclass it and write ``run()``."""
+
+    #: Names of the stages ``run()`` goes through with ``p.stage(name)``, in order.
+    stages: ClassVar[Sequence[str]] = ()
+    #: Template for the result region; by default ``<app_label>/<model_name>_result.html``.
+    result_template_name: ClassVar[str | None] = None
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("owner"),
+    )
+    created_on = models.DateTimeField(_("created on"), auto_now_add=True, db_index=True)
+    started_on = models.DateTimeField(_("started on"), null=True, blank=True, editable=False)
+    finished_on = models.DateTimeField(_("finished on"), null=True, blank=True, editable=False)
+    finished_successfully = models.BooleanField(_("finished successfully"), default=False)
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    cancelled = models.BooleanField(_("cancelled"), default=False)
+    traceback = models.TextField(_("traceback"), blank=True, editable=False)
+    error_message = models.TextField(_("error message"), blank=True, editable=False)
+    result_context = models.JSONField(_("result"), null=True, blank=True, editable=False)
+    language = models.CharField(_("language"), max_length=35, blank=True)
+    # Live progress: written only in PERSIST_PROGRESS mode.
+    status_text = models.TextField(_("status"), blank=True, editable=False)
+    status_level = models.CharField(max_length=10, default="info", editable=False)
+    percent = models.FloatField(_("percent"), null=True, blank=True, editable=False)
+    log = models.JSONField(_("log tail"), default=list, blank=True, editable=False)
+    log_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    # Stage boundaries and bookkeeping: always written.
+    current_stage = models.CharField(_("current stage"), max_length=200, blank=True)
+    stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1, editable=False)
+    heartbeat_on = models.DateTimeField(_("heartbeat"), null=True, blank=True, editable=False)
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_on"]
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} {self.pk}"
+
+    # --- to override -------------------------------------------------------------
+
+    def run(self, p: Progress) -> None:
+        """Do the work, reporting through ``p``; raise to fail."""
+        raise NotImplementedError(f"{type(self).__name__} must define run(self, p).")
+
+    def can_view(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        """Return whether ``user`` may watch this operation: its owner or staff by default."""
+        return bool(user.is_authenticated and (user.pk == self.owner_id or user.is_staff))
+
+    # --- state -------------------------------------------------------------------
+
+    def get_state(self) -> Phase:
+        """Return where the operation is in its life, read from the fields."""
+        if self.cancelled:
+            return Phase.CANCELLED
+        if self.finished_on is not None:
+            return Phase.FINISHED_OK if self.finished_successfully else Phase.FINISHED_ERROR
+        if self.started_on is not None:
+            return Phase.STARTED
+        return Phase.NOT_STARTED
+
+    @classmethod
+    def live_label(cls) -> str:
+        """Return ``<app_label>.<model_name>``, which names this type on the wire."""
+        return cls._meta.label_lower
+
+    @property
+    def live_token(self) -> str:
+        """Return ``<app_label>.<model_name>:<pk>``, which names this operation on the wire."""
+        return f"{self.live_label()}:{self.pk}"
+
+    def get_absolute_url(self) -> str:
+        """Return the URL of the operation's live page."""
+        return reverse("liveops:operation", kwargs={"label": self.live_label(), "pk": self.pk})
+
+    def declared_stages(self) -> tuple[tuple[str, StageState], ...]:
+        """Return each declared or started stage with its state."""
+        names = list(self.stages) + [n for n in self.stage_states if n not in self.stages]
+        return tuple((name, StageState(self.stage_states.get(name, "pending"))) for name in names)
+
+    def to_view(self) -> StateView:
+        """Return the state stored in the database as a view the renderer can draw."""
+        return StateView(
+            version=self.version,
+            attempt=self.attempt,
+            phase=self.get_state(),
+            status_text=self.status_text,
+            status_level=self.status_level,
+            percent=self.percent,
+            stages=self.declared_stages(),
+            log_tail=tuple((int(seq), str(line)) for seq, line in self.log),
+            result_context=self.result_context,
+            error_message=self.error_message,
+            traceback=self.traceback,
+        )
+
+    # --- running -----------------------------------------------------------------
+
+    def enqueue(self) -> None:
+        """Run the operation through the configured runner once the current transaction commits."""
+        if self._state.adding:
+            raise ValueError(f"Save {self!r} before enqueueing it.")
+        from liveops.runners import get_runner
+
+        label, pk = self.live_label(), self.pk
+        using = router.db_for_write(type(self), instance=self)
+        transaction.on_commit(lambda: get_runner().enqueue(label, pk), using=using)
+
+
+def get_operation_model(label: str) -> type[LiveOperation]:
+    """Return the LiveOperation subclass named ``<app_label>.<model_name>``; raise LookupError."""
+    try:
+        model: Any = apps.get_model(label)
+    except (LookupError, ValueError) as exc:
+        raise LookupError(f"No model {label!r}.") from exc
+    if not (isinstance(model, type) and issubclass(model, LiveOperation)):
+        raise LookupError(f"{label!r} is not a LiveOperation model.")
+    return model

@@ -1,0 +1,151 @@
+"""``Progress``: the ``p`` that ``run(self, p)`` reports through.
+
+Every call changes in-memory state and returns at once; rendering and sending
+happen on the publisher's thread, at most ``THROTTLE_HZ`` times a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from liveops.exceptions import OperationCancelled
+from liveops.state import STATUS_LEVELS, LiveState, StageState
+
+if TYPE_CHECKING:
+    from liveops.execution import Run
+
+__all__ = ["Progress"]
+
+logger = logging.getLogger("liveops")
+T = TypeVar("T")
+
+#: ``check_cancelled()`` reads the database at most this often.
+CANCEL_CHECK_INTERVAL = 0.5
+
+
+class Progress:
+    """Report the progress of one running operation."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._state: LiveState = run.state
+        self._notify: Callable[[], None] = run.notify
+        self._finished = False
+        self._warned = False
+        self._next_cancel_check = 0.0
+
+    # --- live progress -----------------------------------------------------------
+
+    def status(self, text: str, level: str = "info") -> None:
+        """Show ``text`` as the status line; ``level`` is info, success, warning or error."""
+        if level not in STATUS_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(STATUS_LEVELS)}, not {level!r}.")
+        if self._accepting("status") and self._state.set_status(text, level):
+            self._notify()
+
+    def percent(self, value: float) -> None:
+        """Show ``value`` percent done, clamped to 0–100."""
+        number = float(value)
+        if number != number:  # NaN would poison every later comparison
+            raise ValueError(f"percent must be a number, not {value!r}.")
+        clamped = min(100.0, max(0.0, number))
+        if self._accepting("percent") and self._state.set_percent(clamped):
+            self._notify()
+
+    def log(self, line: object) -> None:
+        """Append ``line`` to the log."""
+        if self._accepting("log") and self._state.add_log((line,)):
+            self._notify()
+
+    def track(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        label: str | None = None,
+        unit: str = "item",
+    ) -> Iterator[T]:
+        """Yield from ``iterable`` while showing how many items are done.
+
+        The total comes from ``total`` or ``len(iterable)``; an unsized iterator
+        is never loaded into memory: the page then shows a count, not a percent.
+        Cancellation is checked between items.
+        """
+        if total is None:
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+        label_text = "" if label is None else str(label)
+        state, accepting = self._state, self._accepting
+        if accepting("track") and state.set_count(0, total, label_text, unit):
+            self._notify()
+        done = 0
+        for item in iterable:
+            yield item
+            done += 1
+            if accepting("track") and state.set_count(done, total, label_text, unit):
+                self._notify()
+            self.check_cancelled()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Mark stage ``name`` active inside the block, then done (or failed, or cancelled)."""
+        declared = self._run.declared_stage_names
+        if declared and name not in declared:
+            raise ValueError(
+                f"Unknown stage {name!r}; {type(self._run.op).__name__}.stages is {list(declared)!r}."
+            )
+        self._run.set_stage(name, StageState.ACTIVE)
+        try:
+            yield
+        except OperationCancelled:
+            self._run.set_stage(name, StageState.CANCELLED)
+            raise
+        except BaseException:
+            self._run.set_stage(name, StageState.FAILED)
+            raise
+        self._run.set_stage(name, StageState.DONE)
+
+    # --- endings -----------------------------------------------------------------
+
+    def result(self, context: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        """Finish successfully with ``context`` (and ``extra``) for the result template."""
+        if not self._accepting("result"):
+            return
+        self._run.finish_ok({**(context or {}), **extra})
+        self._finished = True
+
+    def error(self, message: str) -> None:
+        """Finish with an error; the viewer sees ``message``."""
+        if not self._accepting("error"):
+            return
+        self._run.finish_error(str(message), traceback="")
+        self._finished = True
+
+    def check_cancelled(self) -> None:
+        """Raise OperationCancelled when a cancel was requested (reads at most every 0.5 s)."""
+        now = time.monotonic()
+        if now < self._next_cancel_check:
+            return
+        self._next_cancel_check = now + CANCEL_CHECK_INTERVAL
+        if self._run.cancel_requested():
+            raise OperationCancelled()
+
+    @property
+    def finished(self) -> bool:
+        """Return whether ``result()`` or ``error()`` was called."""
+        return self._finished
+
+    def _accepting(self, call: str) -> bool:
+        if not self._finished:
+            return True
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "%s finished already; p.%s() and later calls are ignored.", self._run.op, call
+            )
+        return False

@@ -1,0 +1,208 @@
+"""The publisher: turns live state into coalesced channel-layer messages off ``run()``'s thread.
+
+One daemon thread per process runs an event loop that renders and sends. Each
+running operation has a ``LiveChannel``: a change to its state schedules one
+flush, no sooner than ``1/THROTTLE_HZ`` after the previous one, and the flush
+sends whatever the state holds by then. So the message rate is bounded, and the
+latest state always goes out within one interval.
+
+Terminal state is held back until the database transaction that stored it has
+committed; ``LiveChannel.finish()`` then sends it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+
+from liveops.conf import get_settings
+from liveops.fragments import frame, render_regions
+from liveops.models import LiveOperation
+from liveops.state import LiveState
+
+__all__ = ["LiveChannel", "Publisher", "bind_server_loop", "get_publisher", "group_name"]
+
+logger = logging.getLogger("liveops")
+
+#: How long a send may take before the publisher gives up on that message.
+SEND_TIMEOUT = 2.0
+#: How long the worker waits for the terminal message before moving on.
+FINISH_TIMEOUT = 5.0
+
+MESSAGE_TYPE = "liveop.fragment"
+
+
+def group_name(label: str, pk: object) -> str:
+    """Return the channel-layer group of one operation (ASCII, under 100 characters)."""
+    return f"liveop.{label}.{pk}"
+
+
+class Publisher:
+    """Own the background event loop that renders and sends live fragments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """Return the publisher's event loop, starting its thread on first use."""
+        if self._loop is None:
+            with self._lock:
+                if self._loop is None:
+                    ready = threading.Event()
+                    thread = threading.Thread(
+                        target=self._serve, args=(ready,), name="liveops-publisher", daemon=True
+                    )
+                    thread.start()
+                    ready.wait()
+        assert self._loop is not None
+        return self._loop
+
+    def _serve(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        ready.set()
+        loop.run_forever()
+
+    def bind_server_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the server's event loop, which owns an in-memory layer's queues."""
+        self._server_loop = loop
+
+    async def send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to ``group`` on the configured layer; never raise."""
+        layer = get_channel_layer(get_settings().CHANNEL_LAYER)
+        if layer is None:
+            return
+        try:
+            await asyncio.wait_for(self._group_send(layer, group, message), SEND_TIMEOUT)
+        except Exception as exc:  # a layer outage must never fail the operation
+            logger.warning("liveops could not send to %s: %r", group, exc)
+
+    async def _group_send(
+        self, layer: BaseChannelLayer, group: str, message: dict[str, Any]
+    ) -> None:
+        if isinstance(layer, InMemoryChannelLayer):
+            # Its queues belong to the server's loop and are not thread-safe:
+            # hand the send to that loop. No server loop means no viewer here.
+            server_loop = self._server_loop
+            if server_loop is None or server_loop.is_closed():
+                return
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), server_loop)
+            await asyncio.wrap_future(future)
+        else:
+            await layer.group_send(group, message)
+
+    def channel(self, op: LiveOperation, state: LiveState) -> LiveChannel:
+        """Return a new channel that publishes ``state`` of ``op``."""
+        return LiveChannel(self, op, state)
+
+
+class LiveChannel:
+    """Coalesce the changes of one operation's state into throttled messages."""
+
+    def __init__(self, publisher: Publisher, op: LiveOperation, state: LiveState) -> None:
+        settings = get_settings()
+        self._publisher = publisher
+        self._loop = publisher.loop
+        self._op = op
+        self._state = state
+        self._group = group_name(op.live_label(), op.pk)
+        self._interval = settings.flush_interval
+        self._log_max = settings.LOG_TAIL
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing = False
+        self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
+        self._last_sent = float("-inf")
+        self._closed = False
+        self.messages_sent = 0
+
+    def notify(self) -> None:
+        """Tell the channel its state turned dirty (thread-safe, cheap)."""
+        self._loop.call_soon_threadsafe(self._schedule)
+
+    def _schedule(self) -> None:
+        if self._timer is not None or self._flushing or self._closed:
+            return
+        delay = max(0.0, self._last_sent + self._interval - self._loop.time())
+        self._timer = self._loop.call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._timer = None
+        self._flushing = True
+        self._loop.create_task(self._flush())
+
+    async def _flush(self, *, terminal: bool = False) -> None:
+        async with self._send_lock:
+            await self._flush_locked(terminal)
+
+    async def _flush_locked(self, terminal: bool) -> None:
+        try:
+            changes = self._state.take_changes()
+            if changes is None:
+                return
+            new_log = None if "log" not in changes.regions else changes.new_log
+            html = render_regions(
+                self._op, changes.view, changes.regions, new_log=new_log, log_max=self._log_max
+            )
+            self._last_sent = self._loop.time()
+            self.messages_sent += 1
+            message = {
+                "type": MESSAGE_TYPE,
+                "group": self._group,
+                "frame": frame(html),
+                "terminal": terminal,
+            }
+            await self._publisher.send(self._group, message)
+        except Exception:
+            logger.exception("liveops could not publish %s", self._op)
+        finally:
+            self._flushing = False
+            if not terminal and self._state.is_dirty:
+                self._schedule()
+
+    async def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed = True
+        self._state.release()
+        await self._flush(terminal=True)
+
+    def finish(self) -> None:
+        """Send the terminal state now; wait for it unless called on the publisher's loop."""
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._finish(), self._loop)
+        if _running_loop() in {self._loop, self._publisher._server_loop}:
+            return  # waiting here would block the loop that has to do the sending
+        try:
+            future.result(FINISH_TIMEOUT)
+        except FutureTimeout:
+            logger.warning("liveops: the final update of %s is late; it is stored all the same.", self._op)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+_publisher = Publisher()
+
+
+def get_publisher() -> Publisher:
+    """Return the process-wide publisher."""
+    return _publisher
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the server's event loop (called by the consumer on connect)."""
+    _publisher.bind_server_loop(loop)

@@ -1,0 +1,16 @@
+"""WebSocket routes: add ``websocket_urlpatterns`` to your ASGI ``URLRouter``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from liveops.consumers import LiveOperationConsumer
+
+__all__ = ["WEBSOCKET_PATH", "websocket_urlpatterns"]
+
+#: Where the client connects, below the site's script prefix.
+WEBSOCKET_PATH = "ws/liveops/"
+
+websocket_urlpatterns = [
+    path(WEBSOCKET_PATH, LiveOperationConsumer.as_asgi(), name="liveops-websocket"),
+]

@@ -1,0 +1,47 @@
+"""Runners decide where ``run()`` executes: inline, in a thread pool, or in a worker."""
+
+from __future__ import annotations
+
+import functools
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from liveops.conf import get_settings
+
+__all__ = ["Runner", "get_runner"]
+
+
+class Runner:
+    """Base class of runners: ``enqueue()`` starts ``liveops.execution.execute(label, pk)``."""
+
+    def enqueue(self, label: str, pk: object) -> None:
+        """Start running operation ``pk`` of type ``label`` (called after commit)."""
+        raise NotImplementedError
+
+
+@functools.cache
+def get_runner() -> Runner:
+    """Return the configured runner (one instance per process)."""
+    path = get_settings().runner_path
+    try:
+        runner_class = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"LIVEOPS['RUNNER'] is {path!r}, which cannot be imported: {exc}. "
+            "Use 'eager', 'thread', or the dotted path of a Runner subclass."
+        ) from exc
+    if not (isinstance(runner_class, type) and issubclass(runner_class, Runner)):
+        raise ImproperlyConfigured(
+            f"LIVEOPS['RUNNER'] is {path!r}, which is not a liveops.runners.Runner subclass."
+        )
+    return runner_class()
+
+
+def _reset_on_change(*, setting: str, **kwargs: object) -> None:
+    if setting == "LIVEOPS":
+        get_runner.cache_clear()
+
+
+setting_changed.connect(_reset_on_change, dispatch_uid="liveops.runners.reset")

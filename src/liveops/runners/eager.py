@@ -1,0 +1,16 @@
+"""The eager runner: run the operation inline, in the caller's thread (tests, CLI)."""
+
+from __future__ import annotations
+
+from liveops.execution import execute
+from liveops.runners import Runner
+
+__all__ = ["EagerRunner"]
+
+
+class EagerRunner(Runner):
+    """Run the operation at once and return when it has finished."""
+
+    def enqueue(self, label: str, pk: object) -> None:
+        """Run the operation now."""
+        execute(label, pk)

@@ -1,0 +1,249 @@
+"""The live state of one operation: pure data, cheap to change from ``run()``.
+
+``LiveState`` is written by the progress API on the operation's thread and read
+by the publisher on another, so every change happens under one lock and bumps a
+version. The publisher takes a frozen ``StateView`` of it plus the regions that
+changed since its last flush; the renderer turns a view into fragments.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ALL_REGIONS",
+    "LOG_LINE_MAX",
+    "STATUS_LEVELS",
+    "STATUS_MAX",
+    "LiveState",
+    "Phase",
+    "StageState",
+    "StateView",
+]
+
+# Regions of the page the server renders; "connection" belongs to the client.
+ALL_REGIONS: tuple[str, ...] = ("status", "progress", "stages", "log", "result")
+STATUS_LEVELS = ("info", "success", "warning", "error")
+# Hostile or careless callers can pass megabytes; a page region has no use for them.
+STATUS_MAX = 1_000
+LOG_LINE_MAX = 2_000
+
+
+class Phase(StrEnum):
+    """Where an operation is in its life; what ``LiveOperation.get_state()`` returns."""
+
+    NOT_STARTED = "NOT_STARTED"
+    STARTED = "STARTED"
+    FINISHED_OK = "FINISHED_OK"
+    FINISHED_ERROR = "FINISHED_ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Return whether the operation has ended, one way or another."""
+        return self in {Phase.FINISHED_OK, Phase.FINISHED_ERROR, Phase.CANCELLED}
+
+
+class StageState(StrEnum):
+    """The state of one declared stage."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _clip(text: object, limit: int) -> str:
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class StateView:
+    """An immutable copy of an operation's state at one version, ready to render."""
+
+    version: int = 0
+    attempt: int = 1
+    phase: Phase = Phase.NOT_STARTED
+    status_text: str = ""
+    status_level: str = "info"
+    percent: float | None = None
+    done: int = 0
+    total: int | None = None
+    track_label: str = ""
+    track_unit: str = "item"
+    stages: tuple[tuple[str, StageState], ...] = ()
+    log_tail: tuple[tuple[int, str], ...] = ()
+    result_context: Mapping[str, Any] | None = None
+    error_message: str = ""
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the previous flush: the view, the dirty regions, new log lines."""
+
+    view: StateView
+    regions: frozenset[str]
+    new_log: tuple[tuple[int, str], ...]
+
+
+@dataclass
+class LiveState:
+    """Mutable live state of one running operation; every method is thread-safe."""
+
+    log_tail_size: int = 200
+    view: StateView = field(default_factory=StateView)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _dirty: set[str] = field(default_factory=set, repr=False)
+    _new_log: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    _log: deque[tuple[int, str]] = field(init=False, repr=False)
+    _log_seq: int = field(default=0, repr=False)
+    _held: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._log = deque(self.view.log_tail, maxlen=self.log_tail_size)
+        self._log_seq = self.view.log_tail[-1][0] if self.view.log_tail else 0
+
+    @classmethod
+    def from_view(cls, view: StateView, log_tail_size: int) -> LiveState:
+        """Continue live updates from a view (usually read from the database)."""
+        return cls(log_tail_size=log_tail_size, view=view)
+
+    # --- changes (called from run()'s thread) -------------------------------------
+
+    def _change(self, region: str, **values: Any) -> bool:
+        """Apply ``values`` and mark ``region`` dirty; return True when it was clean."""
+        view = self.view
+        self.view = _replace(view, version=view.version + 1, **values)
+        was_clean = not self._dirty
+        self._dirty.add(region)
+        return was_clean
+
+    def set_status(self, text: str, level: str) -> bool:
+        """Set the status line; return True when the state turned dirty."""
+        with self._lock:
+            return self._change("status", status_text=_clip(text, STATUS_MAX), status_level=level)
+
+    def set_percent(self, percent: float) -> bool:
+        """Set the percent shown (already clamped); return True when the state turned dirty."""
+        with self._lock:
+            return self._change("progress", percent=percent, total=None, done=0)
+
+    def set_count(self, done: int, total: int | None, label: str, unit: str) -> bool:
+        """Set a tracked count; with a total, the percent follows from it."""
+        percent = min(100.0, 100.0 * done / total) if total else None
+        with self._lock:
+            return self._change(
+                "progress",
+                done=done,
+                total=total,
+                percent=percent,
+                track_label=label,
+                track_unit=unit,
+            )
+
+    def add_log(self, lines: Iterable[object]) -> bool:
+        """Append log lines, each with the next sequence number."""
+        with self._lock:
+            for line in lines:
+                self._log_seq += 1
+                entry = (self._log_seq, _clip(line, LOG_LINE_MAX))
+                self._log.append(entry)
+                self._new_log.append(entry)
+            # Only the tail can ever be shown; do not let a burst grow without bound.
+            if len(self._new_log) > 2 * self.log_tail_size:
+                del self._new_log[: -self.log_tail_size]
+            return self._change("log")
+
+    def set_stages(self, stages: tuple[tuple[str, StageState], ...]) -> bool:
+        """Replace the stage list with its states."""
+        with self._lock:
+            return self._change("stages", stages=stages)
+
+    def finish(
+        self,
+        phase: Phase,
+        *,
+        result_context: Mapping[str, Any] | None = None,
+        error_message: str = "",
+        traceback: str = "",
+        stages: tuple[tuple[str, StageState], ...] | None = None,
+    ) -> StateView:
+        """Enter a terminal phase; every region becomes dirty. Return the terminal view.
+
+        The terminal state is held back from ``take_changes()`` until ``release()``,
+        which the worker calls once the database has committed it.
+        """
+        assert phase.is_terminal
+        with self._lock:
+            self._held = True
+            values: dict[str, Any] = {
+                "phase": phase,
+                "result_context": result_context,
+                "error_message": error_message,
+                "traceback": traceback,
+                "log_tail": tuple(self._log),
+            }
+            if phase is Phase.FINISHED_OK and self.view.total is None:
+                values["percent"] = 100.0
+            if stages is not None:
+                values["stages"] = stages
+            self._change("status", **values)
+            self._dirty.update(ALL_REGIONS)
+            return self.view
+
+    def start(self) -> None:
+        """Enter the started phase (after a successful claim)."""
+        with self._lock:
+            self._change("status", phase=Phase.STARTED)
+            self._dirty.add("progress")
+
+    def release(self) -> None:
+        """Let ``take_changes()`` return the held terminal state."""
+        with self._lock:
+            self._held = False
+
+    # --- reads (called from the publisher's thread) ------------------------------
+
+    @property
+    def is_dirty(self) -> bool:
+        """Return whether a change is waiting to be taken."""
+        return bool(self._dirty) and not self._held
+
+    @property
+    def log_seq(self) -> int:
+        """Return the sequence number of the last log line."""
+        return self._log_seq
+
+    def current(self) -> StateView:
+        """Return the current view with the whole log tail."""
+        with self._lock:
+            return _replace(self.view, log_tail=tuple(self._log))
+
+    def take_changes(self) -> Changes | None:
+        """Return what changed since the last call and mark everything clean."""
+        with self._lock:
+            if not self._dirty or self._held:
+                return None
+            view = _replace(self.view, log_tail=tuple(self._log))
+            changes = Changes(view, frozenset(self._dirty), tuple(self._new_log))
+            self._dirty.clear()
+            self._new_log.clear()
+            return changes
+
+
+def _replace(view: StateView, **values: Any) -> StateView:
+    # dataclasses.replace() re-runs __init__ validation; a dict copy is several times faster.
+    new = object.__new__(StateView)
+    fields = dict(view.__dict__)
+    fields.update(values)
+    for name, value in fields.items():
+        object.__setattr__(new, name, value)
+    return new

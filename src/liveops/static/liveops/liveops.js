@@ -1,0 +1,427 @@
+/*
+ * django-liveops client: keeps {% live_operation %} containers current over a WebSocket.
+ * The wire protocol and DOM contract are in docs/protocol.md; change both sides together.
+ *
+ * Public API (window.liveops):
+ *   connect()        (re)scan the page for [data-liveop] containers and (re)open sockets.
+ *   applyFrame(text) apply one server frame as if received; returns the ids applied.
+ *   sockets          a fresh Map of socket key -> WebSocket that is connecting or open.
+ *
+ * A container without data-liveop-ws is never connected: its server-rendered regions
+ * stay as they are, its connection region is left alone, and applyFrame() still works.
+ */
+(function () {
+  "use strict";
+  if (window.liveops) return; // included twice: keep the first, or every socket doubles
+
+  var BACKOFF_BASE_MS = 500;
+  var BACKOFF_FACTOR = 2;
+  var BACKOFF_CAP_MS = 15000;
+  var STABLE_MS = 10000; // a connection up this long resets the backoff
+  var MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
+  var REASONS = {
+    4400: "The page asked for operations in a form the server does not accept.",
+    4401: "Please log in again to watch this operation.",
+    4403: "You are not allowed to watch this operation.",
+    4404: "This operation no longer exists."
+  };
+
+  var connections = new Map(); // socket key -> connection record
+  var containerStates = new WeakMap(); // container -> {finishedAttempt}
+
+  // ---- DOM helpers -------------------------------------------------------
+
+  function allContainers() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-liveop]"));
+  }
+
+  function containerFor(token) {
+    return allContainers().filter(function (c) {
+      return c.getAttribute("data-liveop") === token;
+    });
+  }
+
+  function pkOf(token) {
+    return String(token).slice(String(token).indexOf(":") + 1);
+  }
+
+  function regionOf(token, name) {
+    return document.getElementById("liveop-" + pkOf(token) + "-" + name);
+  }
+
+  function intAttr(el, name) {
+    var n = parseInt(el.getAttribute(name), 10);
+    return isNaN(n) ? 0 : n;
+  }
+
+  function isTerminal(el) {
+    return el.hasAttribute("data-liveop-terminal");
+  }
+
+  function processWithHtmx(node) {
+    // htmx 2 and 4 both need process() to wire hx-* attributes on nodes it did not insert.
+    if (window.htmx && typeof window.htmx.process === "function") {
+      try {
+        window.htmx.process(node);
+      } catch (err) {
+        console.warn("liveops: htmx.process failed", err);
+      }
+    }
+  }
+
+  function stateOf(container) {
+    var state = containerStates.get(container);
+    if (!state) {
+      // A page rendered already finished must not announce "finished" again on the
+      // reconnect snapshot: seed from what the server rendered.
+      var status = regionOf(container.getAttribute("data-liveop"), "status");
+      var done = status && isTerminal(status);
+      state = { finishedAttempt: done ? intAttr(status, "data-liveop-attempt") : null };
+      containerStates.set(container, state);
+    }
+    return state;
+  }
+
+  // ---- applying regions (docs/protocol.md, "Applying a region element") ---
+
+  function isStale(old, incoming) {
+    var oldAttempt = intAttr(old, "data-liveop-attempt");
+    var newAttempt = intAttr(incoming, "data-liveop-attempt");
+    if (newAttempt !== oldAttempt) return newAttempt < oldAttempt; // rule 1
+    if (isTerminal(old) && !isTerminal(incoming)) return true; // rule 2
+    return intAttr(incoming, "data-liveop-v") < intAttr(old, "data-liveop-v"); // rule 3
+  }
+
+  function logLines(log) {
+    return Array.prototype.filter.call(log.children, function (el) {
+      return el.tagName === "LI";
+    });
+  }
+
+  /** Put one log line in its place by id and seq; return whether the page changed. */
+  function insertLine(log, line) {
+    var existing = line.id ? document.getElementById(line.id) : null;
+    if (existing && existing.parentNode === log) {
+      if (existing.isEqualNode(line)) return false; // re-delivered: nothing to do
+      existing.replaceWith(line);
+    } else {
+      // Lines mostly arrive in order, so walk back from the end to find the place.
+      var seq = intAttr(line, "data-liveop-seq");
+      var before = null;
+      var lines = logLines(log);
+      for (var i = lines.length - 1; i >= 0 && intAttr(lines[i], "data-liveop-seq") > seq; i--) {
+        before = lines[i];
+      }
+      log.insertBefore(line, before);
+    }
+    processWithHtmx(line);
+    return true;
+  }
+
+  function markers(el) {
+    return [el.getAttribute("data-liveop-v"), el.getAttribute("data-liveop-attempt"), isTerminal(el)].join();
+  }
+
+  /** Rule 4: merge appended lines into the log; return whether the page changed. */
+  function appendLog(old, incoming) {
+    var before = markers(old);
+    var changed = false;
+    var newer = intAttr(incoming, "data-liveop-attempt") > intAttr(old, "data-liveop-attempt");
+    if (newer && old.firstChild) {
+      old.replaceChildren();
+      changed = true;
+    }
+    logLines(incoming).forEach(function (line) {
+      changed = insertLine(old, line) || changed;
+    });
+    var max = parseInt(old.getAttribute("data-liveop-log-max"), 10);
+    if (!isNaN(max) && max >= 0) {
+      var lines = logLines(old); // sorted by seq, so the oldest come first
+      for (var i = 0; i < lines.length - max; i++) {
+        old.removeChild(lines[i]);
+        changed = true;
+      }
+    }
+    // Keep the log's own markers in step, or later appends would be misjudged by rules 1-3.
+    var v = intAttr(incoming, "data-liveop-v");
+    if (!newer) v = Math.max(v, intAttr(old, "data-liveop-v"));
+    old.setAttribute("data-liveop-v", String(v));
+    old.setAttribute("data-liveop-attempt", String(intAttr(incoming, "data-liveop-attempt")));
+    old.toggleAttribute("data-liveop-terminal", isTerminal(incoming));
+    return changed || markers(old) !== before;
+  }
+
+  /** Apply one region; return the element now in the page, or null when dropped. */
+  function applyRegion(old, incoming) {
+    if (isStale(old, incoming)) return null;
+    if (incoming.getAttribute("hx-swap-oob") === "beforeend") {
+      return appendLog(old, incoming) ? old : null;
+    }
+    // Same content again (e.g. a reconnect snapshot): leave the node, its focus and
+    // its htmx wiring alone; the page is already what applying it would make it.
+    if (old.isEqualNode(incoming)) return null;
+    old.replaceWith(incoming);
+    processWithHtmx(incoming);
+    return incoming;
+  }
+
+  /** The final state of an attempt: from its status region first, else any region of it. */
+  function finishedState(token, attempt, applied) {
+    var candidates = [regionOf(token, "status")].concat(applied);
+    for (var i = 0; i < candidates.length; i++) {
+      var el = candidates[i];
+      if (el && isTerminal(el) && intAttr(el, "data-liveop-attempt") === attempt &&
+          el.hasAttribute("data-liveop-state")) {
+        return el.getAttribute("data-liveop-state");
+      }
+    }
+    return null;
+  }
+
+  function announce(container, applied) {
+    var token = container.getAttribute("data-liveop");
+    var prefix = "liveop-" + pkOf(token) + "-";
+    var regions = applied.map(function (el) {
+      return el.id.indexOf(prefix) === 0 ? el.id.slice(prefix.length) : el.id;
+    });
+    container.dispatchEvent(
+      new CustomEvent("liveops:update", { bubbles: true, detail: { op: token, regions: regions } })
+    );
+    var state = stateOf(container);
+    applied.forEach(function (el) {
+      var attempt = intAttr(el, "data-liveop-attempt");
+      if (!isTerminal(el) || (state.finishedAttempt !== null && attempt <= state.finishedAttempt)) {
+        return;
+      }
+      state.finishedAttempt = attempt;
+      var detail = { op: token, state: finishedState(token, attempt, applied) };
+      container.dispatchEvent(new CustomEvent("liveops:finished", { bubbles: true, detail: detail }));
+    });
+  }
+
+  function applyHtml(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var byContainer = new Map(); // container -> [applied elements], for one event each
+    var ids = [];
+    Array.prototype.slice.call(template.content.children).forEach(function (incoming) {
+      var old = incoming.id ? document.getElementById(incoming.id) : null;
+      var container = old && old.closest("[data-liveop]");
+      // Only server regions inside a container; the connection region is ours (rule 6).
+      if (!container || old === container || old.classList.contains("liveops-connection")) return;
+      stateOf(container); // seed before the page changes
+      var applied = applyRegion(old, incoming);
+      if (!applied) return;
+      ids.push(incoming.id);
+      if (!byContainer.has(container)) byContainer.set(container, []);
+      byContainer.get(container).push(applied);
+    });
+    byContainer.forEach(function (applied, container) {
+      announce(container, applied);
+    });
+    return ids;
+  }
+
+  // ---- connection state shown to people ----------------------------------
+
+  function showConnection(container, state, text) {
+    if (container.hasAttribute("data-liveop-rejected")) return; // keep the reason visible
+    container.setAttribute("data-liveop-connection", state);
+    var region = regionOf(container.getAttribute("data-liveop"), "connection");
+    if (region && region.textContent !== text) region.textContent = text;
+  }
+
+  function rejectOperation(rejection) {
+    var token = rejection.op;
+    if (typeof token !== "string") return;
+    var text = REASONS[rejection.code] || (typeof rejection.reason === "string" && rejection.reason) ||
+      "This operation cannot be watched.";
+    containerFor(token).forEach(function (container) {
+      showConnection(container, "rejected", text);
+      container.setAttribute("data-liveop-rejected", String(rejection.code || ""));
+    });
+    // Nothing left to watch on a socket: close it instead of keeping it idle.
+    connections.forEach(function (conn) {
+      if (conn.tokens.indexOf(token) >= 0 && activeTokens(conn.path, conn.tokens).length === 0) {
+        stop(conn, "rejected", null);
+      }
+    });
+  }
+
+  /** Apply one frame string as if received from the server; return the ids applied. */
+  function applyFrame(text) {
+    try {
+      var frame = JSON.parse(text);
+      if (!frame || typeof frame !== "object") throw new TypeError("frame is not an object");
+      var ids = typeof frame.liveop_html === "string" ? applyHtml(frame.liveop_html) : [];
+      if (frame.liveop_rejected && typeof frame.liveop_rejected === "object") {
+        rejectOperation(frame.liveop_rejected);
+      }
+      return ids;
+    } catch (err) {
+      console.warn("liveops: ignored a frame that could not be applied", err);
+      return [];
+    }
+  }
+
+  // ---- sockets -------------------------------------------------------------
+
+  function activeTokens(path, tokens) {
+    return tokens.filter(function (token) {
+      return containerFor(token).some(function (c) {
+        return c.getAttribute("data-liveop-ws") === path && !c.hasAttribute("data-liveop-rejected");
+      });
+    });
+  }
+
+  function eachContainer(conn, fn) {
+    allContainers().forEach(function (c) {
+      if (c.getAttribute("data-liveop-ws") === conn.path &&
+          conn.tokens.indexOf(c.getAttribute("data-liveop")) >= 0) fn(c);
+    });
+  }
+
+  function allFinished(conn) {
+    return conn.tokens.every(function (token) {
+      var status = regionOf(token, "status");
+      return status && isTerminal(status);
+    });
+  }
+
+  function socketUrl(path, tokens) {
+    var scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    var query = tokens.map(function (t) { return "op=" + encodeURIComponent(t); }).join("&");
+    return scheme + "//" + location.host + path + (path.indexOf("?") < 0 ? "?" : "&") + query;
+  }
+
+  function stop(conn, state, text) {
+    conn.stopped = true;
+    clearTimeout(conn.timer);
+    if (conn.ws) {
+      var ws = conn.ws;
+      conn.ws = null; // detach first so its close event is not taken for a drop
+      ws.close(1000);
+    }
+    if (state) eachContainer(conn, function (c) { showConnection(c, state, text || ""); });
+  }
+
+  function open(conn) {
+    clearTimeout(conn.timer);
+    conn.timer = null;
+    conn.stopped = false;
+    conn.tokens = activeTokens(conn.path, conn.tokens); // never ask again for a rejected op
+    if (conn.tokens.length === 0) return stop(conn, null);
+    eachContainer(conn, function (c) { showConnection(c, "connecting", "Connecting…"); });
+    var ws;
+    try {
+      ws = new WebSocket(socketUrl(conn.path, conn.tokens));
+    } catch (err) {
+      console.warn("liveops: cannot open a WebSocket for " + conn.path, err);
+      stop(conn, "rejected", "Cannot open a live connection for this page.");
+      return;
+    }
+    conn.ws = ws;
+    conn.openedAt = 0;
+    ws.onopen = function () {
+      if (conn.ws !== ws) return;
+      conn.openedAt = Date.now();
+      eachContainer(conn, function (c) { showConnection(c, "open", "Live"); });
+    };
+    ws.onmessage = function (event) {
+      if (conn.ws === ws && typeof event.data === "string") applyFrame(event.data);
+    };
+    // An error is always followed by close, so close alone decides what happens next.
+    ws.onclose = function (event) {
+      if (conn.ws === ws) dropped(conn, event);
+    };
+  }
+
+  function dropped(conn, event) {
+    conn.ws = null;
+    if (event.code >= 4400 && event.code <= 4499) {
+      stop(conn, "rejected", REASONS[event.code] || event.reason || "The server refused the live connection.");
+      return;
+    }
+    if (allFinished(conn)) {
+      stop(conn, "closed", ""); // nothing more can change
+      return;
+    }
+    if (conn.openedAt && Date.now() - conn.openedAt >= STABLE_MS) conn.attempt = 0;
+    // Full jitter spreads reconnects after a server restart instead of a stampede.
+    var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt));
+    var delay = Math.random() * ceiling;
+    conn.attempt += 1;
+    var text = delay < 1000 ? "Connection lost. Retrying…" : "Reconnecting in " + Math.ceil(delay / 1000) + " s…";
+    eachContainer(conn, function (c) { showConnection(c, "closed", text); });
+    conn.timer = setTimeout(function () { open(conn); }, delay);
+  }
+
+  /** Group the page's operations into socket keys: one per path, split every 50 ops. */
+  function wantedSockets() {
+    var byPath = new Map();
+    allContainers().forEach(function (c) {
+      var path = c.getAttribute("data-liveop-ws");
+      var token = c.getAttribute("data-liveop");
+      if (!path || !token || c.hasAttribute("data-liveop-rejected")) return;
+      if (!byPath.has(path)) byPath.set(path, []);
+      if (byPath.get(path).indexOf(token) < 0) byPath.get(path).push(token);
+    });
+    var wanted = new Map();
+    byPath.forEach(function (tokens, path) {
+      for (var i = 0; i < tokens.length; i += MAX_OPS_PER_SOCKET) {
+        var key = i === 0 ? path : path + " #" + i / MAX_OPS_PER_SOCKET;
+        wanted.set(key, { path: path, tokens: tokens.slice(i, i + MAX_OPS_PER_SOCKET) });
+      }
+    });
+    return wanted;
+  }
+
+  /** Scan the page and open, reopen or close sockets so each carries its operations. */
+  function connect() {
+    var wanted = wantedSockets();
+    connections.forEach(function (conn, key) {
+      if (!wanted.has(key)) {
+        stop(conn, null);
+        connections.delete(key);
+      }
+    });
+    wanted.forEach(function (want, key) {
+      var conn = connections.get(key);
+      var same = conn && conn.tokens.join("\n") === want.tokens.join("\n");
+      if (same && (conn.ws || conn.stopped || conn.timer)) return; // already handled
+      if (conn) stop(conn, null);
+      conn = { path: want.path, tokens: want.tokens, ws: null, attempt: 0, timer: null, openedAt: 0, stopped: false };
+      connections.set(key, conn);
+      open(conn);
+    });
+  }
+
+  // Close cleanly when the page goes away (and may enter the back/forward cache);
+  // reconnect when it comes back, since the snapshot makes that safe.
+  window.addEventListener("pagehide", function () {
+    connections.forEach(function (conn) { stop(conn, null); });
+    connections.clear();
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) connect();
+  });
+
+  var api = { connect: connect, applyFrame: applyFrame };
+  Object.defineProperty(api, "sockets", {
+    enumerable: true,
+    get: function () {
+      var live = new Map();
+      connections.forEach(function (conn, key) {
+        if (conn.ws && conn.ws.readyState <= WebSocket.OPEN) live.set(key, conn.ws);
+      });
+      return live;
+    }
+  });
+  window.liveops = Object.freeze(api);
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", connect);
+  } else {
+    connect();
+  }
+})();

@@ -1,0 +1,51 @@
+"""Template tags: ``{% live_operation op %}`` and ``{% liveops_scripts %}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.templatetags.static import static
+from django.urls import get_script_prefix
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from liveops.conf import get_settings
+from liveops.fragments import render_container
+from liveops.models import LiveOperation
+from liveops.routing import WEBSOCKET_PATH
+
+register = template.Library()
+
+#: The vendored htmx, offered by ``{% liveops_scripts htmx=True %}``.
+HTMX_STATIC_PATH = "liveops/vendor/htmx-2.0.8.min.js"
+
+
+@register.simple_tag(takes_context=True)
+def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
+    """Render the live container of ``op``, already showing its current state."""
+    if not isinstance(op, LiveOperation):
+        raise TypeError(f"{{% live_operation %}} takes a LiveOperation, not {op!r}.")
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    html = render_container(
+        op,
+        op.to_view(),
+        staff=bool(getattr(user, "is_staff", False)),
+        ws_path=get_script_prefix() + WEBSOCKET_PATH,
+        log_max=get_settings().LOG_TAIL,
+    )
+    return mark_safe(html)  # noqa: S308 - rendered by templates with autoescape
+
+
+@register.simple_tag(takes_context=True)
+def liveops_scripts(context: template.Context, htmx: bool = False) -> SafeString:
+    """Render the stylesheet and script tags (and the vendored htmx 2 with ``htmx=True``)."""
+    request = context.get("request")
+    nonce: Any = getattr(request, "csp_nonce", None)
+    nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
+    tags = [format_html('<link rel="stylesheet" href="{}">', static("liveops/liveops.css"))]
+    if htmx:
+        tags.append(format_html('<script src="{}"{} defer></script>', static(HTMX_STATIC_PATH), nonce_attr))
+    tags.append(format_html('<script src="{}"{} defer></script>', static("liveops/liveops.js"), nonce_attr))
+    return mark_safe("\n".join(tags))  # noqa: S308 - each part built with format_html

@@ -15,7 +15,8 @@ __all__ = ["check_settings"]
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report each invalid ``LIVEOPS`` value, and a missing channel layer."""
     errors: list[CheckMessage] = [
-        Error(problem.msg, hint=problem.hint, id=problem.id) for problem in validate(_raw_settings())
+        Error(problem.msg, hint=problem.hint, id=problem.id)
+        for problem in validate(_raw_settings())
     ]
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     raw = _raw_settings()

@@ -124,12 +124,16 @@ def validate(raw: object) -> list[Problem]:
                 "Use False (only terminal state is stored) or True (live progress is stored too).",
             )
         )
-    for key, id_, example in (("THREAD_WORKERS", "liveops.E006", 4), ("LOG_TAIL", "liveops.E007", 200)):
+    for key, id_, example in (
+        ("THREAD_WORKERS", "liveops.E006", 4),
+        ("LOG_TAIL", "liveops.E007", 200),
+    ):
         if not _is_positive_int(merged[key]):
             problems.append(
                 Problem(
                     id_,
-                    f"LIVEOPS[{key!r}] is {merged[key]!r}; it must be a whole number of at least 1.",
+                    f"LIVEOPS[{key!r}] is {merged[key]!r}; "
+                    "it must be a whole number of at least 1.",
                     f"Use a positive integer such as {example}.",
                 )
             )

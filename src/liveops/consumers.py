@@ -46,13 +46,16 @@ _REASONS = {
 
 @dataclass(frozen=True)
 class _Request:
+    """One operation a socket asked for; ``model`` is None when the label names none."""
+
     token: str
-    model: type[LiveOperation]
+    label: str
     pk: uuid.UUID
+    model: type[LiveOperation] | None
 
     @property
     def group(self) -> str:
-        return group_name(self.model.live_label(), self.pk)
+        return group_name(self.label, self.pk)
 
 
 class LiveOperationConsumer(AsyncWebsocketConsumer):
@@ -78,7 +81,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             self._groups[request.group] = request
         snapshots, refused = await self._load_snapshots(known)
         rejected.update(refused)
-        for request, code in rejected.items():
+        for request in rejected:
             if request.group in self._groups:
                 await self.channel_layer.group_discard(request.group, self.channel_name)
                 del self._groups[request.group]
@@ -142,9 +145,9 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         rejected: dict[_Request, int] = {}
         for token, label, pk in requests:
             try:
-                known.append(_Request(token, get_operation_model(label), pk))
+                known.append(_Request(token, label, pk, get_operation_model(label)))
             except LookupError:
-                rejected[_Request(token, LiveOperation, pk)] = CloseCode.NOT_FOUND
+                rejected[_Request(token, label, pk, None)] = CloseCode.NOT_FOUND
         return known, rejected
 
     @database_sync_to_async
@@ -152,7 +155,8 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Load each operation (one query per model), authorize, and render its snapshot."""
         by_model: dict[type[LiveOperation], list[_Request]] = defaultdict(list)
         for request in requests:
-            by_model[request.model].append(request)
+            if request.model is not None:
+                by_model[request.model].append(request)
         log_max = get_settings().LOG_TAIL
         staff = bool(getattr(self._user, "is_staff", False))
         snapshots: list[str] = []

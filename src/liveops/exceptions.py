@@ -9,5 +9,5 @@ class LiveOpsError(Exception):
     """Base class for errors raised by django-liveops at run time."""
 
 
-class OperationCancelled(LiveOpsError):  # noqa: N818 - reads as an event, like KeyboardInterrupt
+class OperationCancelled(LiveOpsError):
     """Raised by ``p.check_cancelled()`` when the viewer asked to stop the operation."""

@@ -12,6 +12,7 @@ import logging
 import traceback as tb
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
@@ -36,17 +37,17 @@ _OPEN_STAGE_ENDS = {
 }
 
 
-def execute(label: str, pk: object) -> None:
+def execute(label: str, pk: UUID | str) -> None:
     """Claim and run the operation ``label``/``pk``; do nothing when it was claimed already."""
     model = get_operation_model(label)
     now = timezone.now()
-    claimable = model.objects.filter(
+    claimable = model._default_manager.filter(
         pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
     )
     if not claimable.update(started_on=now, heartbeat_on=now):
         logger.info("liveops: %s %s was claimed already (or is gone); not running it.", label, pk)
         return
-    op = model.objects.get(pk=pk)
+    op = model._default_manager.get(pk=pk)
     run = Run(op)
     run.start()
     if op.cancel_requested:

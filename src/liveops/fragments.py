@@ -85,7 +85,7 @@ def render_container(
     """Render the whole live container, each region already holding the current state."""
     with translation.override(op.language or None):
         regions = {
-            region: mark_safe(render_regions(op, view, [region], staff=staff, log_max=log_max))  # noqa: S308
+            region: mark_safe(render_regions(op, view, [region], staff=staff, log_max=log_max))
             for region in ALL_REGIONS
         }
         return render_to_string(
@@ -119,7 +119,9 @@ def _template_names(op: LiveOperation, region: str) -> list[str]:
     meta = op._meta
     names = [f"liveops/{meta.app_label}/{meta.model_name}/{region}.html"]
     if region == "result":
-        names.insert(0, op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html")
+        names.insert(
+            0, op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html"
+        )
     names.append(f"liveops/regions/{region}.html")
     return names
 

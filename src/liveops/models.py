@@ -67,6 +67,10 @@ class LiveOperation(models.Model):
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} {self.pk}"
 
+    def get_absolute_url(self) -> str:
+        """Return the URL of the operation's live page."""
+        return reverse("liveops:operation", kwargs={"label": self.live_label(), "pk": self.pk})
+
     # --- to override -------------------------------------------------------------
 
     def run(self, p: Progress) -> None:
@@ -75,7 +79,9 @@ class LiveOperation(models.Model):
 
     def can_view(self, user: AbstractBaseUser | AnonymousUser) -> bool:
         """Return whether ``user`` may watch this operation: its owner or staff by default."""
-        return bool(user.is_authenticated and (user.pk == self.owner_id or user.is_staff))
+        if not user.is_authenticated:
+            return False
+        return bool(user.pk == self.owner_id or getattr(user, "is_staff", False))
 
     # --- state -------------------------------------------------------------------
 
@@ -98,10 +104,6 @@ class LiveOperation(models.Model):
     def live_token(self) -> str:
         """Return ``<app_label>.<model_name>:<pk>``, which names this operation on the wire."""
         return f"{self.live_label()}:{self.pk}"
-
-    def get_absolute_url(self) -> str:
-        """Return the URL of the operation's live page."""
-        return reverse("liveops:operation", kwargs={"label": self.live_label(), "pk": self.pk})
 
     def declared_stages(self) -> tuple[tuple[str, StageState], ...]:
         """Return each declared or started stage with its state."""

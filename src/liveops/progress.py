@@ -48,7 +48,7 @@ class Progress:
             self._notify()
 
     def percent(self, value: float) -> None:
-        """Show ``value`` percent done, clamped to 0–100."""
+        """Show ``value`` percent done, clamped to 0-100."""
         number = float(value)
         if number != number:  # NaN would poison every later comparison
             raise ValueError(f"percent must be a number, not {value!r}.")
@@ -83,10 +83,8 @@ class Progress:
         state, accepting = self._state, self._accepting
         if accepting("track") and state.set_count(0, total, label_text, unit):
             self._notify()
-        done = 0
-        for item in iterable:
+        for done, item in enumerate(iterable, start=1):
             yield item
-            done += 1
             if accepting("track") and state.set_count(done, total, label_text, unit):
                 self._notify()
             self.check_cancelled()
@@ -96,9 +94,8 @@ class Progress:
         """Mark stage ``name`` active inside the block, then done (or failed, or cancelled)."""
         declared = self._run.declared_stage_names
         if declared and name not in declared:
-            raise ValueError(
-                f"Unknown stage {name!r}; {type(self._run.op).__name__}.stages is {list(declared)!r}."
-            )
+            owner = type(self._run.op).__name__
+            raise ValueError(f"Unknown stage {name!r}; {owner}.stages is {list(declared)!r}.")
         self._run.set_stage(name, StageState.ACTIVE)
         try:
             yield

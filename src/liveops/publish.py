@@ -185,7 +185,9 @@ class LiveChannel:
         try:
             future.result(FINISH_TIMEOUT)
         except FutureTimeout:
-            logger.warning("liveops: the final update of %s is late; it is stored all the same.", self._op)
+            logger.warning(
+                "liveops: the final update of %s is late; it is stored all the same.", self._op
+            )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

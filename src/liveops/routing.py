@@ -12,5 +12,6 @@ __all__ = ["WEBSOCKET_PATH", "websocket_urlpatterns"]
 WEBSOCKET_PATH = "ws/liveops/"
 
 websocket_urlpatterns = [
-    path(WEBSOCKET_PATH, LiveOperationConsumer.as_asgi(), name="liveops-websocket"),
+    # django-stubs types path() for views only; Channels' URLRouter takes ASGI apps.
+    path(WEBSOCKET_PATH, LiveOperationConsumer.as_asgi(), name="liveops-websocket"),  # type: ignore[arg-type]
 ]

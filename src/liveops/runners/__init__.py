@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from uuid import UUID
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -16,7 +17,7 @@ __all__ = ["Runner", "get_runner"]
 class Runner:
     """Base class of runners: ``enqueue()`` starts ``liveops.execution.execute(label, pk)``."""
 
-    def enqueue(self, label: str, pk: object) -> None:
+    def enqueue(self, label: str, pk: UUID | str) -> None:
         """Start running operation ``pk`` of type ``label`` (called after commit)."""
         raise NotImplementedError
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from liveops.execution import execute
 from liveops.runners import Runner
 
@@ -11,6 +13,6 @@ __all__ = ["EagerRunner"]
 class EagerRunner(Runner):
     """Run the operation at once and return when it has finished."""
 
-    def enqueue(self, label: str, pk: object) -> None:
+    def enqueue(self, label: str, pk: UUID | str) -> None:
         """Run the operation now."""
         execute(label, pk)

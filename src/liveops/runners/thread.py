@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from uuid import UUID
 
 from django.db import close_old_connections, connections
 
@@ -24,7 +25,7 @@ class ThreadRunner(Runner):
             max_workers=get_settings().THREAD_WORKERS, thread_name_prefix="liveops-run"
         )
 
-    def enqueue(self, label: str, pk: object) -> None:
+    def enqueue(self, label: str, pk: UUID | str) -> None:
         """Queue the operation for the next free thread."""
         self._pool.submit(_execute_in_thread, label, pk)
 
@@ -33,7 +34,7 @@ class ThreadRunner(Runner):
         self._pool.shutdown(wait=wait)
 
 
-def _execute_in_thread(label: str, pk: object) -> None:
+def _execute_in_thread(label: str, pk: UUID | str) -> None:
     close_old_connections()
     try:
         execute(label, pk)

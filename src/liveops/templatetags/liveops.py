@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 from django import template
@@ -17,8 +19,14 @@ from liveops.routing import WEBSOCKET_PATH
 
 register = template.Library()
 
-#: The vendored htmx, offered by ``{% liveops_scripts htmx=True %}``.
-HTMX_STATIC_PATH = "liveops/vendor/htmx-2.0.8.min.js"
+_VENDOR_DIR = Path(__file__).resolve().parent.parent / "static" / "liveops" / "vendor"
+
+
+@functools.cache
+def vendored_htmx_path() -> str:
+    """Return the static path of the vendored htmx 2 (its version is in the file name)."""
+    (found,) = sorted(_VENDOR_DIR.glob("htmx-*.min.js"))
+    return f"liveops/vendor/{found.name}"
 
 
 @register.simple_tag(takes_context=True)
@@ -35,7 +43,7 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         ws_path=get_script_prefix() + WEBSOCKET_PATH,
         log_max=get_settings().LOG_TAIL,
     )
-    return mark_safe(html)  # noqa: S308 - rendered by templates with autoescape
+    return mark_safe(html)  # safe: rendered by templates with autoescape
 
 
 @register.simple_tag(takes_context=True)
@@ -46,6 +54,12 @@ def liveops_scripts(context: template.Context, htmx: bool = False) -> SafeString
     nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
     tags = [format_html('<link rel="stylesheet" href="{}">', static("liveops/liveops.css"))]
     if htmx:
-        tags.append(format_html('<script src="{}"{} defer></script>', static(HTMX_STATIC_PATH), nonce_attr))
-    tags.append(format_html('<script src="{}"{} defer></script>', static("liveops/liveops.js"), nonce_attr))
-    return mark_safe("\n".join(tags))  # noqa: S308 - each part built with format_html
+        tags.append(
+            format_html(
+                '<script src="{}"{} defer></script>', static(vendored_htmx_path()), nonce_attr
+            )
+        )
+    tags.append(
+        format_html('<script src="{}"{} defer></script>', static("liveops/liveops.js"), nonce_attr)
+    )
+    return mark_safe("\n".join(tags))  # safe: each part built with format_html

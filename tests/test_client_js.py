@@ -1,0 +1,652 @@
+"""liveops.js in real Chromium: applying frames, events, htmx, and the socket lifecycle.
+
+No server is needed. Frame tests build the page with `page.set_content` and give the
+container no `data-liveop-ws`, so the client does not connect and `liveops.applyFrame`
+is the only input. Socket tests serve the page from a routed origin and answer the
+WebSocket with Playwright's `route_web_socket`, with the page clock paused so backoff
+timers fire only when a test moves time forward.
+
+Run in its own pytest invocation (Playwright's sync API runs an event loop):
+    .venv/bin/python -m pytest -p no:django tests/test_client_js.py tests/test_vendored_htmx.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("LIVEOPS_REQUIRE_SERVICES") == "1"
+
+try:
+    from playwright.sync_api import Browser, Page, WebSocketRoute, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    if REQUIRE_SERVICES:
+        raise
+    pytest.skip("playwright is not installed: pip install playwright", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STATIC = Path(__file__).resolve().parent.parent / "src" / "liveops" / "static" / "liveops"
+LIVEOPS_JS = STATIC / "liveops.js"
+
+PK = "0b7f5c1e-2f4a-4c59-9b8e-3d2a1f6e7a01"
+TOKEN = f"jobs.export:{PK}"
+PK_B = "5d0c9a42-7e1b-4f3a-a6d2-8c4e1b2f9a02"
+TOKEN_B = f"jobs.export:{PK_B}"
+PK_C = "9e3b1d70-4a2c-4b8e-b1f5-0d6a7c8e2b03"
+TOKEN_C = f"jobs.export:{PK_C}"
+
+ORIGIN = "http://liveops.test"
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+LOST = "Connection lost. Retrying…"
+
+
+# ---- fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason}; LIVEOPS_REQUIRE_SERVICES=1 makes this a failure")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """Give a fresh page; fail the test if the page threw an uncaught error."""
+    context = chromium.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+# ---- page builders ----------------------------------------------------------------
+
+
+def rid(name: str, pk: str = PK) -> str:
+    return f"liveop-{pk}-{name}"
+
+
+def region(
+    name: str,
+    body: str = "",
+    *,
+    v: int = 1,
+    attempt: int = 1,
+    terminal: bool = False,
+    state: str | None = None,
+    pk: str = PK,
+    tag: str = "div",
+    oob: str = "true",
+    extra: str = "",
+) -> str:
+    """Render one region element the way docs/protocol.md describes it."""
+    attrs = f'id="{rid(name, pk)}" class="liveops-{name}" hx-swap-oob="{oob}"'
+    attrs += f' data-liveop-v="{v}" data-liveop-attempt="{attempt}"'
+    if terminal:
+        attrs += " data-liveop-terminal"
+    if state:
+        attrs += f' data-liveop-state="{state}"'
+    return f"<{tag} {attrs}{extra}>{body}</{tag}>"
+
+
+def line(seq: int, text: str | None = None, pk: str = PK) -> str:
+    body = text if text is not None else f"line {seq}"
+    return f'<li id="{rid(f"log-{seq}", pk)}" data-liveop-seq="{seq}">{body}</li>'
+
+
+def log(seqs: tuple[int, ...], *, log_max: int | None = None, pk: str = PK, **kw: object) -> str:
+    extra = f' data-liveop-log-max="{log_max}"' if log_max is not None else ""
+    body = "".join(line(s, pk=pk) for s in seqs)
+    return region("log", body, tag="ol", oob="beforeend", extra=extra, pk=pk, **kw)  # type: ignore[arg-type]
+
+
+def container(
+    *,
+    pk: str = PK,
+    token: str = TOKEN,
+    ws: str | None = None,
+    status: str = "Queued",
+    log_seqs: tuple[int, ...] = (1, 2, 3),
+    log_max: int = 5,
+    terminal: bool = False,
+) -> str:
+    """Render a container as `{% live_operation %}` would, regions at version 1."""
+    ws_attr = f' data-liveop-ws="{ws}"' if ws else ""
+    state = "FINISHED_OK" if terminal else None
+    return f"""
+    <section id="liveop-{pk}" class="liveops" data-liveop="{token}"{ws_attr} aria-label="Export">
+      <p id="{rid("connection", pk)}" class="liveops-connection" role="status" aria-live="polite"></p>
+      <div class="liveops-live" aria-live="polite" aria-atomic="true">
+        {region("status", status, pk=pk, terminal=terminal, state=state)}
+      </div>
+      {region("progress", "0%", pk=pk, terminal=terminal)}
+      {region("stages", "", pk=pk, terminal=terminal)}
+      {log(log_seqs, log_max=log_max, pk=pk, terminal=terminal)}
+      <div class="liveops-live" aria-live="polite">{region("result", pk=pk, terminal=terminal)}</div>
+    </section>"""
+
+
+def document(*bodies: str) -> str:
+    return "<!doctype html><html><head><meta charset='utf-8'><title>t</title></head><body>" + (
+        "".join(bodies) + "</body></html>"
+    )
+
+
+def load(page: Page, *bodies: str, htmx: bool = False) -> None:
+    """Set the page content and run liveops.js (after htmx when asked)."""
+    page.set_content(document(*bodies))
+    if htmx:
+        (htmx_file,) = (STATIC / "vendor").glob("htmx-*.min.js")
+        page.add_script_tag(path=htmx_file)
+    page.add_script_tag(path=LIVEOPS_JS)
+    assert page.evaluate("typeof window.liveops.applyFrame") == "function"
+
+
+# ---- page helpers -----------------------------------------------------------------
+
+
+def apply(page: Page, *elements: str) -> list[str]:
+    return page.evaluate(
+        "html => liveops.applyFrame(JSON.stringify({liveop_html: html}))", "".join(elements)
+    )
+
+
+def apply_raw(page: Page, text: str) -> list[str]:
+    return page.evaluate("text => liveops.applyFrame(text)", text)
+
+
+def text(page: Page, name: str, pk: str = PK) -> str:
+    return page.evaluate("id => document.getElementById(id).textContent", rid(name, pk))
+
+
+def attr(page: Page, name: str, attribute: str, pk: str = PK) -> str | None:
+    return page.evaluate(
+        "([id, a]) => document.getElementById(id).getAttribute(a)", [rid(name, pk), attribute]
+    )
+
+
+def log_seqs(page: Page, pk: str = PK) -> list[int]:
+    return page.evaluate(
+        "id => [...document.getElementById(id).children].map(li => +li.dataset.liveopSeq)",
+        rid("log", pk),
+    )
+
+
+def container_html(page: Page, pk: str = PK) -> str:
+    return page.evaluate("id => document.getElementById(id).outerHTML", f"liveop-{pk}")
+
+
+def record_events(page: Page) -> None:
+    page.evaluate(
+        """() => {
+          window.recorded = [];
+          for (const type of ["liveops:update", "liveops:finished"]) {
+            document.addEventListener(type, e => window.recorded.push(
+              {type: e.type, target: e.target.id, detail: e.detail}));
+          }
+        }"""
+    )
+
+
+def events(page: Page) -> list[dict[str, object]]:
+    return page.evaluate("window.recorded")
+
+
+# ---- applying regions -------------------------------------------------------------
+
+
+def test_newer_version_replaces_region(page: Page) -> None:
+    load(page, container())
+    assert apply(page, region("status", "Running", v=2)) == [rid("status")]
+    assert text(page, "status") == "Running"
+    assert attr(page, "status", "data-liveop-v") == "2"
+
+
+def test_same_fragment_twice_equals_once(page: Page) -> None:
+    load(page, container())
+    record_events(page)
+    frame = [region("status", "Running", v=2), region("progress", "40%", v=2), log((4,), v=2)]
+    assert apply(page, *frame) == [rid("status"), rid("progress"), rid("log")]
+    once = container_html(page)
+    # The page already shows it: nothing is applied and nothing is announced.
+    assert apply(page, *frame) == []
+    assert container_html(page) == once
+    assert [e["type"] for e in events(page)] == ["liveops:update"]
+
+
+def test_older_version_after_newer_is_dropped(page: Page) -> None:
+    load(page, container())
+    apply(page, region("status", "Step 3", v=3))
+    assert apply(page, region("status", "Step 2", v=2)) == []
+    assert text(page, "status") == "Step 3"
+
+
+def test_terminal_region_not_replaced_by_non_terminal_of_same_attempt(page: Page) -> None:
+    load(page, container())
+    apply(page, region("status", "Done", v=5, terminal=True, state="FINISHED_OK"))
+    assert apply(page, region("status", "Running", v=6)) == []
+    assert text(page, "status") == "Done"
+    assert attr(page, "status", "data-liveop-terminal") == ""
+
+
+def test_higher_attempt_replaces_terminal_and_lower_attempt_is_dropped(page: Page) -> None:
+    load(page, container())
+    apply(page, region("status", "Failed", v=5, terminal=True, state="FINISHED_ERROR"))
+    # A retry wins even with a smaller version: the attempt is compared first.
+    assert apply(page, region("status", "Retrying", v=1, attempt=2)) == [rid("status")]
+    assert text(page, "status") == "Retrying"
+    assert attr(page, "status", "data-liveop-terminal") is None
+    assert apply(page, region("status", "Failed", v=9, attempt=1, terminal=True)) == []
+    assert text(page, "status") == "Retrying"
+
+
+# ---- log appends ------------------------------------------------------------------
+
+
+def test_log_appends_and_takes_the_larger_version(page: Page) -> None:
+    load(page, container())
+    assert apply(page, log((4, 5), v=3)) == [rid("log")]
+    assert log_seqs(page) == [1, 2, 3, 4, 5]
+    assert attr(page, "log", "data-liveop-v") == "3"
+    assert text(page, "log-5") == "line 5"
+
+
+def test_log_redelivered_line_is_not_duplicated(page: Page) -> None:
+    load(page, container())
+    apply(page, region("log", line(3) + line(4), tag="ol", oob="beforeend", v=2))
+    assert log_seqs(page) == [1, 2, 3, 4]
+    # Same id with new content replaces the line in place.
+    apply(page, region("log", line(2, "line 2, edited"), tag="ol", oob="beforeend", v=2))
+    assert log_seqs(page) == [1, 2, 3, 4]
+    assert text(page, "log-2") == "line 2, edited"
+
+
+def test_log_late_line_goes_to_its_place_by_seq(page: Page) -> None:
+    load(page, container(log_seqs=(1, 2, 5)))
+    apply(page, log((3,), v=2))
+    apply(page, log((4, 0), v=2))
+    assert log_seqs(page) == [0, 1, 2, 3, 4, 5]
+
+
+def test_log_is_trimmed_to_log_max_keeping_the_newest(page: Page) -> None:
+    load(page, container(log_max=5))
+    apply(page, log((4, 5, 6, 7, 8), v=2))
+    assert log_seqs(page) == [4, 5, 6, 7, 8]
+    assert page.locator(f"#{rid('log-3')}").count() == 0
+
+
+def test_log_of_a_higher_attempt_starts_empty_and_keeps_appending(page: Page) -> None:
+    load(page, container())
+    apply(page, log((1,), v=2, attempt=2))
+    assert log_seqs(page) == [1]
+    assert attr(page, "log", "data-liveop-attempt") == "2"
+    # The log now belongs to attempt 2, so the next append of attempt 2 is not emptied.
+    apply(page, log((2,), v=3, attempt=2))
+    assert log_seqs(page) == [1, 2]
+
+
+def test_log_append_follows_rules_one_to_three(page: Page) -> None:
+    load(page, container())
+    apply(page, log((4,), v=4))
+    assert apply(page, log((5,), v=3)) == []  # rule 3: an older version is dropped
+    apply(page, log((6,), v=5, terminal=True))
+    assert apply(page, log((7,), v=6)) == []  # rule 2: terminal stays terminal
+    assert log_seqs(page) == [1, 2, 3, 4, 6]
+
+
+# ---- robustness ---------------------------------------------------------------------
+
+
+def test_unknown_ids_and_the_connection_region_are_ignored(page: Page) -> None:
+    load(page, container(), "<div id='bystander'>keep me</div>")
+    before = container_html(page)
+    assert apply(page, '<div id="nope">x</div>', region("status", "x", v=9, pk=PK_B)) == []
+    assert apply(page, '<div id="bystander">x</div>', '<p id="' + rid("connection") + '">x</p>') == []
+    assert container_html(page) == before
+    assert page.evaluate("document.getElementById('bystander').textContent") == "keep me"
+    # Known regions in the same frame still apply.
+    assert apply(page, '<div id="nope"></div>', region("status", "Running", v=2)) == [rid("status")]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "null",
+        "[]",
+        '"text"',
+        '{"liveop_html": 5}',
+        '{"unknown": 1}',
+        '{"liveop_rejected": "nope"}',
+        '{"liveop_rejected": {"op": 5}}',
+        '{"liveop_html": "<div id=\\"' + rid("status") + '\\" data-liveop-v=\\"zz\\">',
+    ],
+)
+def test_malformed_frames_do_not_throw(page: Page, frame: str) -> None:
+    load(page, container())
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    before = container_html(page)
+    result = apply_raw(page, frame)
+    assert isinstance(result, list)
+    if frame == "not json":
+        page.wait_for_function("() => true")  # let the console event reach us
+        assert any("liveops" in w for w in warnings)
+    if "zz" not in frame:
+        assert container_html(page) == before
+
+
+# ---- events ---------------------------------------------------------------------------
+
+
+def test_update_event_bubbles_from_container_with_region_names(page: Page) -> None:
+    load(page, container())
+    record_events(page)
+    apply(page, region("status", "Running", v=2), region("progress", "40%", v=2))
+    assert events(page) == [
+        {
+            "type": "liveops:update",
+            "target": f"liveop-{PK}",
+            "detail": {"op": TOKEN, "regions": ["status", "progress"]},
+        }
+    ]
+
+
+def test_finished_fires_once_per_attempt_with_state(page: Page) -> None:
+    load(page, container())
+    record_events(page)
+    done = [
+        region("progress", "100%", v=3, terminal=True, state="FINISHED_OK"),
+        region("status", "Done", v=3, terminal=True, state="FINISHED_OK"),
+    ]
+    apply(page, *done)
+    apply(page, region("result", "<a href='/x'>file</a>", v=4, terminal=True, state="FINISHED_OK"))
+    finished = [e for e in events(page) if e["type"] == "liveops:finished"]
+    assert finished == [
+        {"type": "liveops:finished", "target": f"liveop-{PK}", "detail": {"op": TOKEN, "state": "FINISHED_OK"}}
+    ]
+    apply(page, region("status", "Retrying", v=5, attempt=2))
+    apply(page, region("status", "Failed", v=6, attempt=2, terminal=True, state="FINISHED_ERROR"))
+    states = [e["detail"]["state"] for e in events(page) if e["type"] == "liveops:finished"]  # type: ignore[index]
+    assert states == ["FINISHED_OK", "FINISHED_ERROR"]
+
+
+def test_page_rendered_finished_does_not_announce_finished_again(page: Page) -> None:
+    load(page, container(terminal=True))
+    record_events(page)
+    # A reconnect snapshot of the same finished attempt, rendered at a newer version.
+    apply(page, region("status", "Done.", v=2, terminal=True, state="FINISHED_OK"))
+    assert [e["type"] for e in events(page)] == ["liveops:update"]
+
+
+# ---- htmx -------------------------------------------------------------------------------
+
+
+def test_inserted_elements_are_processed_by_htmx(page: Page) -> None:
+    load(page, container(), htmx=True)
+    assert page.evaluate("htmx.version").startswith("2.")
+    page.evaluate(
+        """() => {
+          window.processed = [];
+          const real = htmx.process;
+          htmx.process = elt => { window.processed.push(elt.id); return real(elt); };
+        }"""
+    )
+    button = '<button id="again" hx-get="/again" hx-target="this">Run again</button>'
+    apply(page, region("result", button, v=2), log((4,), v=2), region("status", "Old", v=0))
+    assert page.evaluate("window.processed") == [rid("result"), rid("log-4")]
+    # Real htmx wired the button (it keeps its state in this property once processed).
+    assert page.evaluate("!!document.getElementById('again')['htmx-internal-data']?.initHash")
+
+
+def test_works_without_htmx(page: Page) -> None:
+    load(page, container())
+    assert page.evaluate("typeof window.htmx") == "undefined"
+    assert apply(page, region("result", "<button hx-get='/x'>go</button>", v=2)) == [rid("result")]
+
+
+# ---- rejection and the no-socket case -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "sentence"),
+    [
+        (4401, "Please log in again to watch this operation."),
+        (4403, "You are not allowed to watch this operation."),
+        (4404, "This operation no longer exists."),
+        (4499, "Custom reason from the server."),
+    ],
+)
+def test_rejected_frame_explains_in_the_connection_region(page: Page, code: int, sentence: str) -> None:
+    load(page, container(), container(pk=PK_B, token=TOKEN_B))
+    frame = {"liveop_rejected": {"op": TOKEN, "code": code, "reason": "Custom reason from the server."}}
+    assert apply_raw(page, json.dumps(frame)) == []
+    assert text(page, "connection") == sentence
+    assert page.get_attribute(f"#liveop-{PK}", "data-liveop-rejected") == str(code)
+    assert page.get_attribute(f"#liveop-{PK}", "data-liveop-connection") == "rejected"
+    assert text(page, "connection", PK_B) == ""  # the other operation is untouched
+
+
+def test_without_data_liveop_ws_the_client_does_not_connect(page: Page) -> None:
+    load(page, container())
+    assert page.evaluate("liveops.sockets.size") == 0
+    assert text(page, "connection") == ""
+    assert page.get_attribute(f"#liveop-{PK}", "data-liveop-connection") is None
+    assert page.evaluate("Object.keys(window.liveops).sort()") == ["applyFrame", "connect", "sockets"]
+
+
+# ---- sockets (Playwright stands in for the server) ---------------------------------------
+
+
+class FakeServer:
+    """Answer the page's WebSockets in place of the liveops consumer and record them."""
+
+    def __init__(self, page: Page, on_connect: Callable[[WebSocketRoute, int], None]) -> None:
+        self.urls: list[str] = []
+        self.routes: list[WebSocketRoute] = []
+        self._on_connect = on_connect
+        page.route_web_socket(re.compile(r"^ws://liveops\.test/"), self._accept)
+
+    def _accept(self, ws: WebSocketRoute) -> None:
+        self.urls.append(ws.url)
+        self.routes.append(ws)
+        self._on_connect(ws, len(self.urls))
+
+    def ops(self, index: int) -> list[str]:
+        return parse_qs(urlsplit(self.urls[index]).query)["op"]
+
+
+def snapshot(ws: WebSocketRoute, n: int, *, terminal: bool = False) -> None:
+    """Send what the server sends first: the status of every operation asked for."""
+    pks = [op.split(":", 1)[1] for op in parse_qs(urlsplit(ws.url).query)["op"]]
+    html = "".join(region("status", f"snapshot {n}", v=n, pk=pk, terminal=terminal) for pk in pks)
+    ws.send(json.dumps({"liveop_html": html, "unknown_key": True}))
+
+
+def serve(page: Page, *bodies: str, random: float | None = None, paused: bool = True) -> None:
+    """Load the page from a routed origin (so location.host is real) and run liveops.js."""
+    if random is not None:
+        page.add_init_script(f"Math.random = () => {random};")
+    if paused:
+        page.clock.install(time=T0)
+        page.clock.pause_at(T0 + dt.timedelta(seconds=1))
+    page.route(f"{ORIGIN}/", lambda route: route.fulfill(content_type="text/html", body=document(*bodies)))
+    page.goto(f"{ORIGIN}/")
+    # Every attempt passes through "connecting"; the list lets tests count attempts.
+    page.evaluate(
+        """() => {
+          window.states = [];
+          new MutationObserver(records => records.forEach(r => window.states.push(
+            r.target.getAttribute("data-liveop-connection")))).observe(document.body,
+            {subtree: true, attributeFilter: ["data-liveop-connection"]});
+        }"""
+    )
+    page.add_script_tag(path=LIVEOPS_JS)
+
+
+def connection(page: Page, pk: str = PK):  # type: ignore[no-untyped-def]
+    return page.locator(f"#{rid('connection', pk)}")
+
+
+def states(page: Page) -> list[str]:
+    return page.evaluate("window.states")
+
+
+def test_one_socket_per_path_carries_every_operation(page: Page) -> None:
+    server = FakeServer(page, snapshot)
+    serve(
+        page,
+        container(ws="/ws/liveops/"),
+        container(pk=PK_B, token=TOKEN_B, ws="/ws/liveops/"),
+        container(pk=PK_C, token=TOKEN_C, ws="/ws/other/"),
+        container(pk="no-socket", token="jobs.export:no-socket"),
+        paused=False,
+    )
+    for pk in (PK, PK_B, PK_C):
+        expect(page.locator(f"#{rid('status', pk)}")).to_have_text("snapshot 1")
+        expect(connection(page, pk)).to_have_text("Live")
+        expect(page.locator(f"#liveop-{pk}")).to_have_attribute("data-liveop-connection", "open")
+    by_path = {urlsplit(u).path: u for u in server.urls}
+    assert sorted(by_path) == ["/ws/liveops/", "/ws/other/"]
+    assert urlsplit(by_path["/ws/liveops/"]).query == (
+        f"op=jobs.export%3A{PK}&op=jobs.export%3A{PK_B}"
+    )
+    assert sorted(page.evaluate("[...liveops.sockets.keys()]")) == ["/ws/liveops/", "/ws/other/"]
+    assert page.get_attribute("#liveop-no-socket", "data-liveop-connection") is None
+
+
+@pytest.mark.parametrize(
+    ("code", "sentence"),
+    [
+        (4400, "The page asked for operations in a form the server does not accept."),
+        (4401, "Please log in again to watch this operation."),
+        (4403, "You are not allowed to watch this operation."),
+        (4404, "This operation no longer exists."),
+    ],
+)
+def test_close_code_44xx_is_final_and_explained(page: Page, code: int, sentence: str) -> None:
+    server = FakeServer(page, lambda ws, n: ws.close(code=code, reason="no"))
+    serve(page, container(ws="/ws/liveops/"), container(pk=PK_B, token=TOKEN_B, ws="/ws/liveops/"))
+    for pk in (PK, PK_B):
+        expect(connection(page, pk)).to_have_text(sentence)
+        expect(page.locator(f"#liveop-{pk}")).to_have_attribute("data-liveop-connection", "rejected")
+    page.clock.run_for(60_000)
+    assert page.evaluate("liveops.sockets.size") == 0
+    assert "connecting" not in states(page)[2:]  # one attempt for both containers, never again
+    assert len(server.urls) == 1
+
+
+def test_reconnect_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page) -> None:
+    FakeServer(page, lambda ws, n: ws.close(code=1011, reason="restart"))
+    # random() near 1 makes every delay just under its ceiling: 500 ms * 2**n, at most 15 s.
+    serve(page, container(ws="/ws/liveops/"), random=0.9999)
+    ceilings = [500, 1000, 2000, 4000, 8000, 15000, 15000]
+    texts = [LOST, LOST, "Reconnecting in 2 s…", "Reconnecting in 4 s…", "Reconnecting in 8 s…"]
+    texts += ["Reconnecting in 15 s…"] * 2
+    for attempt, (ceiling, shown) in enumerate(zip(ceilings, texts, strict=True), start=1):
+        page.wait_for_function(f"() => window.states.length === {2 * attempt}")
+        assert states(page)[-2:] == ["connecting", "closed"]
+        expect(connection(page)).to_have_text(shown)
+        page.clock.run_for(ceiling - 1)
+        assert len(states(page)) == 2 * attempt, "reconnected before the backoff delay"
+        page.clock.run_for(1)
+        page.wait_for_function(f"() => window.states.length > {2 * attempt}")
+
+
+@pytest.mark.parametrize(("open_for", "shown"), [(9_999, "Reconnecting in 4 s…"), (10_000, LOST)])
+def test_backoff_resets_after_a_connection_stayed_open_ten_seconds(
+    page: Page, open_for: int, shown: str
+) -> None:
+    # Three quick failures raise the backoff to 4 s; the fourth connection stays up.
+    def accept(ws: WebSocketRoute, n: int) -> None:
+        if n <= 3:
+            ws.close(code=1011)
+        else:
+            snapshot(ws, n)
+
+    server = FakeServer(page, accept)
+    serve(page, container(ws="/ws/liveops/"), random=0.9999)
+    for ceiling in (500, 1000, 2000):
+        page.wait_for_function(f"() => window.states.at(-1) === 'closed' && window.states.length === {2 * (ceiling.bit_length() - 8)}")
+        page.clock.run_for(ceiling)
+    expect(connection(page)).to_have_text("Live")
+    page.clock.run_for(open_for)
+    server.routes[-1].close(code=1011)
+    expect(connection(page)).to_have_text(shown)
+
+
+def test_no_reconnect_when_every_operation_on_the_socket_is_finished(page: Page) -> None:
+    server = FakeServer(page, lambda ws, n: snapshot(ws, n, terminal=True))
+    serve(page, container(ws="/ws/liveops/"))
+    expect(page.locator(f"#{rid('status')}")).to_have_text("snapshot 1")
+    server.routes[0].close(code=1000)
+    expect(page.locator(f"#liveop-{PK}")).to_have_attribute("data-liveop-connection", "closed")
+    expect(connection(page)).to_have_text("")
+    page.clock.run_for(60_000)
+    assert states(page)[-1] == "closed"
+    assert states(page).count("connecting") == 1
+    assert page.evaluate("liveops.sockets.size") == 0
+
+
+def test_rejected_operation_is_left_out_of_the_next_connection(page: Page) -> None:
+    def accept(ws: WebSocketRoute, n: int) -> None:
+        if n == 1:
+            ws.send(json.dumps({"liveop_rejected": {"op": TOKEN, "code": 4404, "reason": "gone"}}))
+            ws.close(code=1011)
+        else:
+            snapshot(ws, n)
+
+    server = FakeServer(page, accept)
+    serve(page, container(ws="/ws/liveops/"), container(pk=PK_B, token=TOKEN_B, ws="/ws/liveops/"))
+    expect(connection(page)).to_have_text("This operation no longer exists.")
+    expect(connection(page, PK_B)).to_have_text(LOST)
+    page.clock.run_for(500)
+    expect(page.locator(f"#{rid('status', PK_B)}")).to_have_text("snapshot 2")
+    assert server.ops(1) == [TOKEN_B]
+    expect(connection(page)).to_have_text("This operation no longer exists.")
+
+
+def test_connect_rescans_after_containers_are_added_or_removed(page: Page) -> None:
+    server = FakeServer(page, snapshot)
+    serve(page, container(ws="/ws/liveops/"), paused=False)
+    expect(page.locator(f"#{rid('status')}")).to_have_text("snapshot 1")
+    page.evaluate(
+        "html => { document.body.insertAdjacentHTML('beforeend', html); liveops.connect(); }",
+        container(pk=PK_B, token=TOKEN_B, ws="/ws/liveops/"),
+    )
+    expect(page.locator(f"#{rid('status', PK_B)}")).to_have_text("snapshot 2")
+    assert server.ops(1) == [TOKEN, TOKEN_B]
+    assert page.evaluate("liveops.sockets.size") == 1
+    page.evaluate(
+        "ids => { ids.forEach(id => document.getElementById(id).remove()); liveops.connect(); }",
+        [f"liveop-{PK}", f"liveop-{PK_B}"],
+    )
+    assert page.evaluate("liveops.sockets.size") == 0

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
+
+# A file, not :memory:, so threads and server processes share it; one per pytest
+# process, so parallel runs do not trample each other.
+_TEST_DB = os.environ.get("LIVEOPS_TEST_DB") or os.path.join(
+    tempfile.gettempdir(), f"liveops-tests-{os.getpid()}.sqlite3"
+)
 
 SECRET_KEY = "liveops-tests-not-secret"
 DEBUG = False
@@ -37,8 +44,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("LIVEOPS_TEST_DB", "liveops-tests.sqlite3"),
-        "TEST": {"NAME": os.environ.get("LIVEOPS_TEST_DB", "liveops-tests.sqlite3")},
+        "NAME": _TEST_DB,
+        "TEST": {"NAME": _TEST_DB},
     }
 }
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

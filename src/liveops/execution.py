@@ -104,7 +104,7 @@ class Run:
         self._queryset.update(
             current_stage=name if stage_state is StageState.ACTIVE else "",
             stage_states=self._stage_states,
-            version=self.state.view.version,
+            version=self.state.version,
             heartbeat_on=timezone.now(),
         )
 

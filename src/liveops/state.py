@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -94,34 +94,35 @@ class Changes:
     new_log: tuple[tuple[int, str], ...]
 
 
-@dataclass
 class LiveState:
-    """Mutable live state of one running operation; every method is thread-safe."""
+    """Mutable live state of one running operation; every method is thread-safe.
 
-    log_tail_size: int = 200
-    view: StateView = field(default_factory=StateView)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _dirty: set[str] = field(default_factory=set, repr=False)
-    _new_log: list[tuple[int, str]] = field(default_factory=list, repr=False)
-    _log: deque[tuple[int, str]] = field(init=False, repr=False)
-    _log_seq: int = field(default=0, repr=False)
-    _held: bool = field(default=False, repr=False)
+    Changes set plain attributes under a lock (a few hundred nanoseconds); the
+    immutable ``StateView`` is built only when the publisher takes the changes,
+    at most ``THROTTLE_HZ`` times a second.
+    """
 
-    def __post_init__(self) -> None:
-        self._log = deque(self.view.log_tail, maxlen=self.log_tail_size)
-        self._log_seq = self.view.log_tail[-1][0] if self.view.log_tail else 0
+    def __init__(self, view: StateView | None = None, log_tail_size: int = 200) -> None:
+        view = view or StateView()
+        self._fields: dict[str, Any] = dict(view.__dict__)
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._new_log: list[tuple[int, str]] = []
+        self._log: deque[tuple[int, str]] = deque(view.log_tail, maxlen=log_tail_size)
+        self._log_seq = view.log_tail[-1][0] if view.log_tail else 0
+        self._held = False
+        self.log_tail_size = log_tail_size
 
     @classmethod
     def from_view(cls, view: StateView, log_tail_size: int) -> LiveState:
         """Continue live updates from a view (usually read from the database)."""
-        return cls(log_tail_size=log_tail_size, view=view)
+        return cls(view, log_tail_size)
 
     # --- changes (called from run()'s thread) -------------------------------------
 
-    def _change(self, region: str, **values: Any) -> bool:
-        """Apply ``values`` and mark ``region`` dirty; return True when it was clean."""
-        view = self.view
-        self.view = _replace(view, version=view.version + 1, **values)
+    def _change(self, region: str) -> bool:
+        """Bump the version and mark ``region`` dirty; return True when it was clean."""
+        self._fields["version"] += 1
         was_clean = not self._dirty
         self._dirty.add(region)
         return was_clean
@@ -129,25 +130,29 @@ class LiveState:
     def set_status(self, text: str, level: str) -> bool:
         """Set the status line; return True when the state turned dirty."""
         with self._lock:
-            return self._change("status", status_text=_clip(text, STATUS_MAX), status_level=level)
+            self._fields["status_text"] = _clip(text, STATUS_MAX)
+            self._fields["status_level"] = level
+            return self._change("status")
 
     def set_percent(self, percent: float) -> bool:
         """Set the percent shown (already clamped); return True when the state turned dirty."""
         with self._lock:
-            return self._change("progress", percent=percent, total=None, done=0)
+            fields = self._fields
+            fields["percent"] = percent
+            fields["total"] = None
+            fields["done"] = 0
+            return self._change("progress")
 
     def set_count(self, done: int, total: int | None, label: str, unit: str) -> bool:
         """Set a tracked count; with a total, the percent follows from it."""
-        percent = min(100.0, 100.0 * done / total) if total else None
         with self._lock:
-            return self._change(
-                "progress",
-                done=done,
-                total=total,
-                percent=percent,
-                track_label=label,
-                track_unit=unit,
-            )
+            fields = self._fields
+            fields["done"] = done
+            fields["total"] = total
+            fields["percent"] = min(100.0, 100.0 * done / total) if total else None
+            fields["track_label"] = label
+            fields["track_unit"] = unit
+            return self._change("progress")
 
     def add_log(self, lines: Iterable[object]) -> bool:
         """Append log lines, each with the next sequence number."""
@@ -165,7 +170,15 @@ class LiveState:
     def set_stages(self, stages: tuple[tuple[str, StageState], ...]) -> bool:
         """Replace the stage list with its states."""
         with self._lock:
-            return self._change("stages", stages=stages)
+            self._fields["stages"] = stages
+            return self._change("stages")
+
+    def start(self) -> None:
+        """Enter the started phase (after a successful claim)."""
+        with self._lock:
+            self._fields["phase"] = Phase.STARTED
+            self._change("status")
+            self._dirty.add("progress")
 
     def finish(
         self,
@@ -184,26 +197,20 @@ class LiveState:
         assert phase.is_terminal
         with self._lock:
             self._held = True
-            values: dict[str, Any] = {
-                "phase": phase,
-                "result_context": result_context,
-                "error_message": error_message,
-                "traceback": traceback,
-                "log_tail": tuple(self._log),
-            }
-            if phase is Phase.FINISHED_OK and self.view.total is None:
-                values["percent"] = 100.0
+            fields = self._fields
+            fields.update(
+                phase=phase,
+                result_context=result_context,
+                error_message=error_message,
+                traceback=traceback,
+            )
+            if phase is Phase.FINISHED_OK and fields["total"] is None:
+                fields["percent"] = 100.0
             if stages is not None:
-                values["stages"] = stages
-            self._change("status", **values)
+                fields["stages"] = stages
+            self._change("status")
             self._dirty.update(ALL_REGIONS)
-            return self.view
-
-    def start(self) -> None:
-        """Enter the started phase (after a successful claim)."""
-        with self._lock:
-            self._change("status", phase=Phase.STARTED)
-            self._dirty.add("progress")
+            return self._view()
 
     def release(self) -> None:
         """Let ``take_changes()`` return the held terminal state."""
@@ -211,6 +218,16 @@ class LiveState:
             self._held = False
 
     # --- reads (called from the publisher's thread) ------------------------------
+
+    @property
+    def view(self) -> StateView:
+        """Return the current view (same as ``current()``)."""
+        return self.current()
+
+    @property
+    def version(self) -> int:
+        """Return the current version."""
+        return int(self._fields["version"])
 
     @property
     def is_dirty(self) -> bool:
@@ -225,25 +242,17 @@ class LiveState:
     def current(self) -> StateView:
         """Return the current view with the whole log tail."""
         with self._lock:
-            return _replace(self.view, log_tail=tuple(self._log))
+            return self._view()
 
     def take_changes(self) -> Changes | None:
         """Return what changed since the last call and mark everything clean."""
         with self._lock:
             if not self._dirty or self._held:
                 return None
-            view = _replace(self.view, log_tail=tuple(self._log))
-            changes = Changes(view, frozenset(self._dirty), tuple(self._new_log))
+            changes = Changes(self._view(), frozenset(self._dirty), tuple(self._new_log))
             self._dirty.clear()
             self._new_log.clear()
             return changes
 
-
-def _replace(view: StateView, **values: Any) -> StateView:
-    # dataclasses.replace() re-runs __init__ validation; a dict copy is several times faster.
-    new = object.__new__(StateView)
-    fields = dict(view.__dict__)
-    fields.update(values)
-    for name, value in fields.items():
-        object.__setattr__(new, name, value)
-    return new
+    def _view(self) -> StateView:
+        return StateView(**{**self._fields, "log_tail": tuple(self._log)})

@@ -57,7 +57,7 @@ def npm_pack(major: int, workdir: Path) -> Path:
     )
     if result.returncode != 0:
         sys.exit(f"refresh_htmx: `npm pack {spec}` failed:\n{result.stderr.strip()}")
-    filename = json.loads(result.stdout)[0]["filename"]
+    filename = str(json.loads(result.stdout)[0]["filename"])
     return workdir / filename
 
 

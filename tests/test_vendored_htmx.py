@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-VENDOR = Path(__file__).resolve().parent.parent / "src" / "liveops" / "static" / "liveops" / "vendor"
+VENDOR = (
+    Path(__file__).resolve().parent.parent / "src" / "liveops" / "static" / "liveops" / "vendor"
+)
 FILE_NAME = re.compile(r"^htmx-(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)\.min\.js$")
 # htmx 2 minified holds `version:"2.0.11"`; htmx 4 holds `this.version="4.0.1"`.
 VERSION_IN_FILE = re.compile(r"""\bversion\s*[:=]\s*["'](?P<version>\d+\.\d+\.\d+[^"']*)["']""")

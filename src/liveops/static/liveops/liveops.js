@@ -5,10 +5,14 @@
  * Public API (window.liveops):
  *   connect()        (re)scan the page for [data-liveop] containers and (re)open sockets.
  *   applyFrame(text) apply one server frame as if received; returns the ids applied.
- *   sockets          a fresh Map of socket key -> WebSocket that is connecting or open.
+ *   sockets          a fresh Map of socket key -> WebSocket that is connecting or open;
+ *                    the key is the data-liveop-ws path ("<path> #1"… past 50 operations).
  *
  * A container without data-liveop-ws is never connected: its server-rendered regions
  * stay as they are, its connection region is left alone, and applyFrame() still works.
+ * An element identical to the one in the page is not applied again (no DOM change, no
+ * event). liveops:finished fires once per attempt, and not for an attempt the page was
+ * already rendered finished with.
  */
 (function () {
   "use strict";
@@ -93,9 +97,7 @@
   }
 
   function logLines(log) {
-    return Array.prototype.filter.call(log.children, function (el) {
-      return el.tagName === "LI";
-    });
+    return Array.prototype.slice.call(log.querySelectorAll(":scope > li"));
   }
 
   /** Put one log line in its place by id and seq; return whether the page changed. */
@@ -119,7 +121,8 @@
   }
 
   function markers(el) {
-    return [el.getAttribute("data-liveop-v"), el.getAttribute("data-liveop-attempt"), isTerminal(el)].join();
+    var v = el.getAttribute("data-liveop-v");
+    return [v, el.getAttribute("data-liveop-attempt"), isTerminal(el)].join();
   }
 
   /** Rule 4: merge appended lines into the log; return whether the page changed. */
@@ -190,12 +193,12 @@
     var state = stateOf(container);
     applied.forEach(function (el) {
       var attempt = intAttr(el, "data-liveop-attempt");
-      if (!isTerminal(el) || (state.finishedAttempt !== null && attempt <= state.finishedAttempt)) {
-        return;
-      }
+      var seen = state.finishedAttempt !== null && attempt <= state.finishedAttempt;
+      if (!isTerminal(el) || seen) return;
       state.finishedAttempt = attempt;
       var detail = { op: token, state: finishedState(token, attempt, applied) };
-      container.dispatchEvent(new CustomEvent("liveops:finished", { bubbles: true, detail: detail }));
+      var event = new CustomEvent("liveops:finished", { bubbles: true, detail: detail });
+      container.dispatchEvent(event);
     });
   }
 
@@ -207,7 +210,8 @@
     Array.prototype.slice.call(template.content.children).forEach(function (incoming) {
       var old = incoming.id ? document.getElementById(incoming.id) : null;
       var container = old && old.closest("[data-liveop]");
-      // Only server regions inside a container; the connection region is ours (rule 6).
+      // Rule 6, and only server regions: the container itself and the connection
+      // region belong to the page and to this script.
       if (!container || old === container || old.classList.contains("liveops-connection")) return;
       stateOf(container); // seed before the page changes
       var applied = applyRegion(old, incoming);
@@ -234,8 +238,8 @@
   function rejectOperation(rejection) {
     var token = rejection.op;
     if (typeof token !== "string") return;
-    var text = REASONS[rejection.code] || (typeof rejection.reason === "string" && rejection.reason) ||
-      "This operation cannot be watched.";
+    var reason = typeof rejection.reason === "string" && rejection.reason;
+    var text = REASONS[rejection.code] || reason || "This operation cannot be watched.";
     containerFor(token).forEach(function (container) {
       showConnection(container, "rejected", text);
       container.setAttribute("data-liveop-rejected", String(rejection.code || ""));
@@ -339,7 +343,8 @@
   function dropped(conn, event) {
     conn.ws = null;
     if (event.code >= 4400 && event.code <= 4499) {
-      stop(conn, "rejected", REASONS[event.code] || event.reason || "The server refused the live connection.");
+      var reason = REASONS[event.code] || event.reason || "The server refused the live connection.";
+      stop(conn, "rejected", reason);
       return;
     }
     if (allFinished(conn)) {
@@ -348,10 +353,11 @@
     }
     if (conn.openedAt && Date.now() - conn.openedAt >= STABLE_MS) conn.attempt = 0;
     // Full jitter spreads reconnects after a server restart instead of a stampede.
-    var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt));
-    var delay = Math.random() * ceiling;
+    var ceiling = BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt);
+    var delay = Math.random() * Math.min(BACKOFF_CAP_MS, ceiling);
     conn.attempt += 1;
-    var text = delay < 1000 ? "Connection lost. Retrying…" : "Reconnecting in " + Math.ceil(delay / 1000) + " s…";
+    var text = delay < 1000 ? "Connection lost. Retrying…"
+      : "Reconnecting in " + Math.ceil(delay / 1000) + " s…";
     eachContainer(conn, function (c) { showConnection(c, "closed", text); });
     conn.timer = setTimeout(function () { open(conn); }, delay);
   }
@@ -390,7 +396,8 @@
       var same = conn && conn.tokens.join("\n") === want.tokens.join("\n");
       if (same && (conn.ws || conn.stopped || conn.timer)) return; // already handled
       if (conn) stop(conn, null);
-      conn = { path: want.path, tokens: want.tokens, ws: null, attempt: 0, timer: null, openedAt: 0, stopped: false };
+      conn = { path: want.path, tokens: want.tokens, ws: null, timer: null,
+               attempt: 0, openedAt: 0, stopped: false };
       connections.set(key, conn);
       open(conn);
     });

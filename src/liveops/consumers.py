@@ -103,16 +103,12 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def liveop_fragment(self, event: dict[str, Any]) -> None:
         """Forward a live fragment of an operation this socket watches."""
-        request = self._groups.get(event.get("group", ""))
-        if request is None:
+        if event.get("group") not in self._groups:
             return
-        if event.get("terminal") and getattr(self._user, "is_staff", False):
-            # Staff see the traceback, which the shared message does not carry.
-            snapshots, _ = await self._load_snapshots([request])
-            for html in snapshots:
-                await self.send(text_data=frame(html))
-            return
-        await self.send(text_data=event["frame"])
+        if "staff_frame" in event and getattr(self._user, "is_staff", False):
+            await self.send(text_data=event["staff_frame"])
+        else:
+            await self.send(text_data=event["frame"])
 
     async def send_json_rejection(self, token: str, code: int) -> None:
         """Tell the client this socket will not carry ``token``, and why."""

@@ -70,7 +70,8 @@ def execute(label: str, pk: UUID | str) -> None:
         )
         raise
     else:
-        run.finish(Phase.FINISHED_OK, result_context={})
+        if not progress.finished:
+            run.finish(Phase.FINISHED_OK, result_context={})
 
 
 class Run:

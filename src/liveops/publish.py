@@ -149,10 +149,9 @@ class LiveChannel:
             changes = self._state.take_changes()
             if changes is None:
                 return
-            new_log = None if "log" not in changes.regions else changes.new_log
-            html = render_regions(
-                self._op, changes.view, changes.regions, new_log=new_log, log_max=self._log_max
-            )
+            view, regions = changes.view, changes.regions
+            new_log = None if "log" not in regions else changes.new_log
+            html = render_regions(self._op, view, regions, new_log=new_log, log_max=self._log_max)
             self._last_sent = self._loop.time()
             self.messages_sent += 1
             message = {
@@ -161,6 +160,12 @@ class LiveChannel:
                 "frame": frame(html),
                 "terminal": terminal,
             }
+            if view.traceback:
+                # Staff viewers see the traceback; nobody else's frame carries it.
+                staff_html = render_regions(
+                    self._op, view, regions, new_log=new_log, staff=True, log_max=self._log_max
+                )
+                message["staff_frame"] = frame(staff_html)
             await self._publisher.send(self._group, message)
         except Exception:
             logger.exception("liveops could not publish %s", self._op)

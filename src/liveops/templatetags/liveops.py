@@ -48,18 +48,21 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
 
 @register.simple_tag(takes_context=True)
 def liveops_scripts(context: template.Context, htmx: bool = False) -> SafeString:
-    """Render the stylesheet and script tags (and the vendored htmx 2 with ``htmx=True``)."""
-    request = context.get("request")
-    nonce: Any = getattr(request, "csp_nonce", None)
-    nonce_attr = format_html(' nonce="{}"', nonce) if nonce else ""
-    tags = [format_html('<link rel="stylesheet" href="{}">', static("liveops/liveops.css"))]
-    if htmx:
-        tags.append(
-            format_html(
-                '<script src="{}"{} defer></script>', static(vendored_htmx_path()), nonce_attr
-            )
+    """Render the stylesheet and script tags (and the vendored htmx 2 with ``htmx=True``).
+
+    Each tag carries the CSP nonce of Django's own CSP support (``csp_nonce`` in
+    the context) or of django-csp (``request.csp_nonce``) when there is one.
+    """
+    nonce: Any = context.get("csp_nonce")
+    if nonce is None:
+        nonce = getattr(context.get("request"), "csp_nonce", None)
+    nonce_attr = format_html(' nonce="{}"', nonce) if nonce is not None else ""
+    sources = [static(vendored_htmx_path())] if htmx else []
+    sources.append(static("liveops/liveops.js"))
+    tags = [
+        format_html(
+            '<link rel="stylesheet" href="{}"{}>', static("liveops/liveops.css"), nonce_attr
         )
-    tags.append(
-        format_html('<script src="{}"{} defer></script>', static("liveops/liveops.js"), nonce_attr)
-    )
+    ]
+    tags += [format_html('<script src="{}"{} defer></script>', src, nonce_attr) for src in sources]
     return mark_safe("\n".join(tags))  # safe: each part built with format_html

@@ -1,0 +1,217 @@
+"""``{% live_operation %}`` and ``{% liveops_scripts %}``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import lxml.html
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.staticfiles import finders
+from django.http import HttpResponse
+from django.middleware.csp import ContentSecurityPolicyMiddleware
+from django.template import Context, Template
+from django.template.context import RequestContext
+from django.template.context_processors import csp
+from django.test import RequestFactory
+from django.utils import timezone
+from django.utils.csp import CSP
+
+import liveops
+from liveops.state import ALL_REGIONS, Phase
+from tests.testapp.models import Scripted
+
+STATIC_ROOT_OF_PACKAGE = Path(liveops.__file__).resolve().parent / "static"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    """Create the user fixtures in milliseconds (autouse fixtures are set up first)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def render(source: str, request: Any = None, **context: Any) -> str:
+    return Template("{% load liveops %}" + source).render(Context({"request": request, **context}))
+
+
+def a_request(user: Any = None) -> Any:
+    request = RequestFactory().get("/somewhere/")
+    request.user = user if user is not None else AnonymousUser()
+    return request
+
+
+def failed_op(owner: Any) -> Scripted:
+    now = timezone.now()
+    return Scripted.objects.create(
+        owner=owner,
+        started_on=now,
+        finished_on=now,
+        error_message="Row 7 is broken.",
+        traceback="Traceback (most recent call last):\nValueError: staff only",
+        stage_states={"Prepare": "done", "Work": "failed"},
+        log=[[1, "row 1 ok"], [2, "row 7 <broken>"]],
+        log_seq=2,
+        version=4,
+        attempt=2,
+    )
+
+
+# --- {% live_operation %} ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_live_operation_renders_the_container_with_every_region_current(user):
+    op = failed_op(user)
+    html = render("{% live_operation op %}", a_request(user), op=op)
+    (container,) = lxml.html.fragments_fromstring(html)
+
+    assert container.tag == "section"
+    assert container.get("id") == f"liveop-{op.pk}"
+    assert container.get("data-liveop") == f"testapp.scripted:{op.pk}"
+    assert container.get("data-liveop-ws") == "/ws/liveops/"
+    (connection,) = container.xpath(".//*[@id=$id]", id=f"liveop-{op.pk}-connection")
+    assert connection.get("role") == "status"
+    assert connection.text_content() == ""
+    for region in ALL_REGIONS:
+        (element,) = container.xpath(".//*[@id=$id]", id=f"liveop-{op.pk}-{region}")
+        assert element.get("hx-swap-oob") == "true"
+        assert element.get("data-liveop-state") == Phase.FINISHED_ERROR.value
+        assert element.get("data-liveop-terminal") is not None
+        assert element.get("data-liveop-v") == "4"
+        assert element.get("data-liveop-attempt") == "2"
+
+    def region(name: str) -> Any:
+        (element,) = container.xpath(".//*[@id=$id]", id=f"liveop-{op.pk}-{name}")
+        return element
+
+    assert region("status").text_content().strip() == "Failed"
+    assert [li.get("class") for li in region("stages").iter("li")] == [
+        "liveops-stage liveops-stage--done",
+        "liveops-stage liveops-stage--failed",
+    ]
+    assert [(li.get("id"), li.text) for li in region("log").iter("li")] == [
+        (f"liveop-{op.pk}-log-1", "row 1 ok"),
+        (f"liveop-{op.pk}-log-2", "row 7 <broken>"),
+    ]
+    assert "Row 7 is broken." in region("result").text_content()
+    assert region("result").find(".//details") is None  # the owner is not staff
+
+
+@pytest.mark.django_db
+def test_live_operation_shows_the_traceback_to_staff(user, staff_user):
+    op = failed_op(user)
+    html = render("{% live_operation op %}", a_request(staff_user), op=op)
+    (container,) = lxml.html.fragments_fromstring(html)
+    (details,) = container.xpath(".//*[@id=$id]//details", id=f"liveop-{op.pk}-result")
+    assert "ValueError: staff only" in details.text_content()
+
+
+def test_live_operation_of_a_new_operation_waits_to_start():
+    op = Scripted()  # no database needed: the tag renders the fields it is given
+    (container,) = lxml.html.fragments_fromstring(render("{% live_operation op %}", op=op))
+    (status,) = container.xpath(".//*[@id=$id]", id=f"liveop-{op.pk}-status")
+    assert status.get("data-liveop-state") == Phase.NOT_STARTED.value
+    assert status.get("data-liveop-terminal") is None
+    assert status.text_content().strip() == "Waiting to start"
+
+
+def test_live_operation_uses_the_script_prefix(settings):
+    from django.urls import set_script_prefix
+
+    set_script_prefix("/app/")
+    try:
+        html = render("{% live_operation op %}", op=Scripted())
+    finally:
+        set_script_prefix("/")
+    (container,) = lxml.html.fragments_fromstring(html)
+    assert container.get("data-liveop-ws") == "/app/ws/liveops/"
+
+
+@pytest.mark.parametrize("value", ["not an op", None, 42, object()])
+def test_live_operation_rejects_a_non_operation(value):
+    with pytest.raises(TypeError, match="takes a LiveOperation"):
+        render("{% live_operation op %}", op=value)
+
+
+# --- {% liveops_scripts %} ---------------------------------------------------------------
+
+
+def _tags(html: str) -> list[Any]:
+    return [el for el in lxml.html.fragments_fromstring(html) if not isinstance(el, str)]
+
+
+def test_liveops_scripts_renders_the_stylesheet_and_the_script():
+    tags = _tags(render("{% liveops_scripts %}", a_request()))
+    assert [(t.tag, t.get("href") or t.get("src")) for t in tags] == [
+        ("link", "/static/liveops/liveops.css"),
+        ("script", "/static/liveops/liveops.js"),
+    ]
+    assert tags[0].get("rel") == "stylesheet"
+    assert tags[1].get("defer") is not None
+    assert tags[1].get("nonce") is None
+    for tag in tags:
+        relative = (tag.get("href") or tag.get("src")).removeprefix(django_settings.STATIC_URL)
+        assert (STATIC_ROOT_OF_PACKAGE / relative).is_file()
+
+
+def test_liveops_scripts_with_htmx_includes_the_vendored_file_that_exists():
+    tags = _tags(render("{% liveops_scripts htmx=True %}", a_request()))
+    sources = [t.get("src") for t in tags if t.tag == "script"]
+    assert len(sources) == 2
+    htmx, ours = sources
+    assert ours == "/static/liveops/liveops.js"
+    (vendored,) = (STATIC_ROOT_OF_PACKAGE / "liveops" / "vendor").glob("htmx-*.min.js")
+    assert re.fullmatch(r"/static/liveops/vendor/htmx-\d+\.\d+\.\d+[^/]*\.min\.js", htmx)
+    assert htmx == f"/static/liveops/vendor/{vendored.name}"
+    relative = htmx.removeprefix(django_settings.STATIC_URL)
+    assert (STATIC_ROOT_OF_PACKAGE / relative).is_file()
+    assert finders.find(relative) == str(STATIC_ROOT_OF_PACKAGE / relative)
+
+
+def test_liveops_scripts_without_htmx_has_no_htmx():
+    assert "htmx" not in render("{% liveops_scripts htmx=False %}", a_request())
+
+
+def test_liveops_scripts_adds_the_request_nonce():
+    request = a_request()
+    request.csp_nonce = "n0nce-abc"
+    tags = _tags(render("{% liveops_scripts htmx=True %}", request))
+    scripts = [t for t in tags if t.tag == "script"]
+    assert len(scripts) == 2
+    assert [s.get("nonce") for s in scripts] == ["n0nce-abc", "n0nce-abc"]
+
+
+def test_liveops_scripts_escapes_the_nonce():
+    request = a_request()
+    request.csp_nonce = '"><script>alert(1)</script>'
+    html = render("{% liveops_scripts %}", request)
+    assert "<script>alert(1)" not in html
+    (script,) = [t for t in _tags(html) if t.tag == "script"]
+    assert script.get("nonce") == '"><script>alert(1)</script>'
+
+
+def test_liveops_scripts_without_a_request_has_no_nonce():
+    html = render("{% liveops_scripts %}")
+    assert "nonce" not in html
+
+
+def test_liveops_scripts_uses_the_nonce_of_djangos_own_csp(settings):
+    """Django >= 6.0 ships CSP: its nonce is ``csp_nonce`` in the context, lazily made."""
+    settings.SECURE_CSP = {"script-src": [CSP.NONCE]}
+    request = a_request()
+    middleware = ContentSecurityPolicyMiddleware(lambda r: HttpResponse())
+    middleware.process_request(request)
+    html = Template("{% load liveops %}{% liveops_scripts htmx=True %}").render(
+        RequestContext(request, {}, processors=[csp])
+    )
+    response = middleware.process_response(request, HttpResponse(html))
+
+    scripts = [t for t in _tags(html) if t.tag == "script"]
+    nonces = {s.get("nonce") for s in scripts}
+    assert len(scripts) == 2
+    assert None not in nonces
+    assert len(nonces) == 1
+    assert f"'nonce-{nonces.pop()}'" in response["Content-Security-Policy"]

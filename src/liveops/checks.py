@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core import checks
 from django.core.checks import CheckMessage, Error
 
 from liveops.conf import _raw_settings, validate
@@ -31,6 +32,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     "channels_redis for several (see docs/settings.md)."
                 ),
                 id="liveops.E009",
+            )
+        )
+    if isinstance(raw, dict) and raw.get("PERSIST_PROGRESS") is True:
+        errors.append(
+            checks.Warning(
+                "LIVEOPS['PERSIST_PROGRESS'] is True, but this version does not store live "
+                "progress yet: viewers who join mid-run see the stages, then the next update.",
+                hint="Remove the key, or keep it to get the behaviour when it ships.",
+                id="liveops.W001",
             )
         )
     return errors

@@ -99,6 +99,8 @@ class Run:
 
     def set_stage(self, name: str, stage_state: StageState) -> None:
         """Record a stage boundary: live, and in the database."""
+        if self._finished:
+            return
         self._stage_states[name] = stage_state.value
         if self.state.set_stages(self._stages()):
             self.notify()

@@ -13,7 +13,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from liveops.exceptions import OperationCancelled
-from liveops.state import STATUS_LEVELS, LiveState, StageState
+from liveops.state import (
+    ERROR_MAX,
+    STAGE_NAME_MAX,
+    STATUS_LEVELS,
+    STATUS_MAX,
+    LiveState,
+    StageState,
+    clip,
+)
 
 if TYPE_CHECKING:
     from liveops.execution import Run
@@ -79,7 +87,7 @@ class Progress:
                 total = len(iterable)  # type: ignore[arg-type]
             except TypeError:
                 total = None
-        label_text = "" if label is None else str(label)
+        label_text = "" if label is None else clip(str(label), STATUS_MAX)
         state, accepting = self._state, self._accepting
         if accepting("track") and state.set_count(0, total, label_text, unit):
             self._notify()
@@ -92,7 +100,12 @@ class Progress:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Mark stage ``name`` active inside the block, then done (or failed, or cancelled)."""
+        if not self._accepting("stage"):
+            yield
+            return
         declared = self._run.declared_stage_names
+        if len(name) > STAGE_NAME_MAX:
+            raise ValueError(f"Stage names are at most {STAGE_NAME_MAX} characters: {name[:50]!r}…")
         if declared and name not in declared:
             owner = type(self._run.op).__name__
             raise ValueError(f"Unknown stage {name!r}; {owner}.stages is {list(declared)!r}.")
@@ -120,7 +133,7 @@ class Progress:
         """Finish with an error; the viewer sees ``message``."""
         if not self._accepting("error"):
             return
-        self._run.finish_error(str(message), traceback="")
+        self._run.finish_error(clip(str(message), ERROR_MAX), traceback="")
         self._finished = True
 
     def check_cancelled(self) -> None:

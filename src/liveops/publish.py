@@ -185,7 +185,8 @@ class LiveChannel:
     def finish(self) -> None:
         """Send the terminal state now; wait for it unless called on the publisher's loop."""
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._finish(), self._loop)
-        if _running_loop() in {self._loop, self._publisher._server_loop}:
+        running = _running_loop()
+        if running is not None and running in {self._loop, self._publisher._server_loop}:
             return  # waiting here would block the loop that has to do the sending
         try:
             future.result(FINISH_TIMEOUT)

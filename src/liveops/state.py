@@ -17,13 +17,16 @@ from typing import Any
 
 __all__ = [
     "ALL_REGIONS",
+    "ERROR_MAX",
     "LOG_LINE_MAX",
+    "STAGE_NAME_MAX",
     "STATUS_LEVELS",
     "STATUS_MAX",
     "LiveState",
     "Phase",
     "StageState",
     "StateView",
+    "clip",
 ]
 
 # Regions of the page the server renders; "connection" belongs to the client.
@@ -32,6 +35,8 @@ STATUS_LEVELS = ("info", "success", "warning", "error")
 # Hostile or careless callers can pass megabytes; a page region has no use for them.
 STATUS_MAX = 1_000
 LOG_LINE_MAX = 2_000
+ERROR_MAX = 10_000
+STAGE_NAME_MAX = 200  # the length of LiveOperation.current_stage
 
 
 class Phase(StrEnum):
@@ -59,7 +64,8 @@ class StageState(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _clip(text: object, limit: int) -> str:
+def clip(text: object, limit: int) -> str:
+    """Return ``text`` as a string of at most ``limit`` characters."""
     value = str(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
@@ -130,7 +136,7 @@ class LiveState:
     def set_status(self, text: str, level: str) -> bool:
         """Set the status line; return True when the state turned dirty."""
         with self._lock:
-            self._fields["status_text"] = _clip(text, STATUS_MAX)
+            self._fields["status_text"] = clip(text, STATUS_MAX)
             self._fields["status_level"] = level
             return self._change("status")
 
@@ -159,7 +165,7 @@ class LiveState:
         with self._lock:
             for line in lines:
                 self._log_seq += 1
-                entry = (self._log_seq, _clip(line, LOG_LINE_MAX))
+                entry = (self._log_seq, clip(line, LOG_LINE_MAX))
                 self._log.append(entry)
                 self._new_log.append(entry)
             # Only the tail can ever be shown; do not let a burst grow without bound.

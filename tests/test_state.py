@@ -29,14 +29,14 @@ CHANGES: list[tuple[str, Callable[[LiveState], object]]] = [
 
 def test_every_change_bumps_the_version_by_one() -> None:
     state = LiveState()
-    versions = [state.view.version]
+    versions = [state.version]
     state.start()
-    versions.append(state.view.version)
+    versions.append(state.version)
     for _region, change in CHANGES * 2:
         change(state)
-        versions.append(state.view.version)
+        versions.append(state.version)
     state.finish(Phase.FINISHED_OK, result_context={})
-    versions.append(state.view.version)
+    versions.append(state.version)
     assert versions == list(range(versions[0], versions[0] + len(versions)))
 
 
@@ -52,7 +52,7 @@ def test_a_change_dirties_its_region_once(
     changes = state.take_changes()
     assert changes is not None
     assert changes.regions == {region}
-    assert changes.view.version == state.view.version
+    assert changes.view.version == state.version
     assert not state.is_dirty
     assert state.take_changes() is None
     assert change(state) is True
@@ -112,7 +112,7 @@ def test_a_state_continues_the_log_of_a_stored_view() -> None:
     state.add_log(["z", "w"])
     assert state.log_seq == 9
     assert state.current().log_tail == ((7, "y"), (8, "z"), (9, "w"))
-    assert state.view.version == 10
+    assert state.version == 10
 
 
 def test_the_terminal_state_is_held_until_release() -> None:
@@ -151,16 +151,16 @@ def test_finish_keeps_a_tracked_count_and_stores_the_stages_and_error() -> None:
 def test_a_count_without_total_has_no_percent() -> None:
     state = LiveState()
     state.set_count(7, None, "Files", "file")
-    assert (state.view.done, state.view.total, state.view.percent) == (7, None, None)
+    assert (state.current().done, state.current().total, state.current().percent) == (7, None, None)
     state.set_count(12, 10, "Files", "file")
-    assert state.view.percent == 100.0
+    assert state.current().percent == 100.0
 
 
 def test_long_status_and_log_lines_are_clipped() -> None:
     state = LiveState()
     state.set_status("s" * (STATUS_MAX * 50), "info")
     state.add_log(["l" * (LOG_LINE_MAX + 1), "k" * LOG_LINE_MAX])
-    status = state.view.status_text
+    status = state.current().status_text
     (_, clipped), (_, kept) = state.current().log_tail
     assert len(status) == STATUS_MAX
     assert status == "s" * (STATUS_MAX - 1) + "…"

@@ -226,11 +226,6 @@ class LiveState:
     # --- reads (called from the publisher's thread) ------------------------------
 
     @property
-    def view(self) -> StateView:
-        """Return the current view (same as ``current()``)."""
-        return self.current()
-
-    @property
     def version(self) -> int:
         """Return the current version."""
         return int(self._fields["version"])

@@ -463,6 +463,42 @@ def test_inserted_elements_are_processed_by_htmx(page: Page) -> None:
     assert page.evaluate("!!document.getElementById('again')['htmx-internal-data']?.initHash")
 
 
+HTMX_BUILDS = {
+    "2": next((STATIC / "vendor").glob("htmx-2.*.min.js")),
+    # htmx 4 is not shipped; the test keeps a copy from the npm registry (htmx.org@4).
+    "4": Path(__file__).parent / "fixtures" / "htmx-4.0.1.min.js",
+}
+
+
+@pytest.mark.parametrize("major", sorted(HTMX_BUILDS))
+def test_htmx_wires_inserted_elements(page: Page, major: str) -> None:
+    """A button in a live fragment works as an htmx control with htmx 2 and htmx 4."""
+    # htmx resolves URLs against the page's; about:blank has none, so serve a real origin.
+    origin = "http://liveops.test"
+    html = document(container())
+    page.route(f"{origin}/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(f"{origin}/")
+    page.add_script_tag(path=HTMX_BUILDS[major])
+    page.add_script_tag(path=LIVEOPS_JS)
+    assert page.evaluate("htmx.version").startswith(f"{major}.")
+    page.evaluate(
+        """() => {
+          window.processed = [];
+          const real = htmx.process.bind(htmx);
+          htmx.process = elt => { window.processed.push(elt.id); return real(elt); };
+        }"""
+    )
+    url = f"{origin}/again"
+    page.route(url, lambda route: route.fulfill(body="<b>again</b>"))
+    button = f'<button id="again" hx-get="{url}" hx-swap="none">Again</button>'
+    apply(page, region("result", button, v=2))
+    assert page.evaluate("window.processed") == [rid("result")]
+    # Only a button htmx has wired sends a request when clicked.
+    with page.expect_request(url, timeout=5000) as request:
+        page.click("#again")
+    assert request.value.method == "GET"
+
+
 def test_works_without_htmx(page: Page) -> None:
     load(page, container())
     assert page.evaluate("typeof window.htmx") == "undefined"

@@ -98,7 +98,9 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope: one thread can run one sync Playwright at a time, and other browser
+# test modules (tests/test_client_js.py) start their own in the same pytest run.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium; skip (or fail in CI) when there is none."""
     try:
@@ -117,9 +119,9 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def login_state(browser: Any, site: Server) -> Callable[[str], dict[str, Any]]:
-    """Return the cookies of a logged-in ``username`` (one login per user per session).
+    """Return the cookies of a logged-in ``username`` (one login per user and module).
 
     Cookies do not depend on the port, and every server shares the database, so one
     session works on all of them.
@@ -186,8 +188,12 @@ def open_page(
 
 
 @pytest.fixture
-def cleanup() -> Iterator[Callable[[Any], Any]]:
-    """Return ``stop_later(thing)``: stop that Server or kill that process at teardown."""
+def cleanup(request: pytest.FixtureRequest) -> Iterator[Callable[[Any], Any]]:
+    """Return ``stop_later(thing)``: stop that Server or kill that process at teardown.
+
+    Ask for it before ``open_page``, so pages close (and a failure prints the logs of
+    the servers) before the servers stop.
+    """
     things: list[Any] = []
 
     def stop_later(thing: Any) -> Any:
@@ -195,6 +201,11 @@ def cleanup() -> Iterator[Callable[[Any], Any]]:
         return thing
 
     yield stop_later
+    if _failed(request):
+        for thing in things:
+            if not isinstance(thing, Server):
+                log = thing.log_path.read_text(errors="replace")
+                print(f"--- worker {thing.args} (exit {thing.poll()}) ---\n{log[-4000:]}")
     for thing in reversed(things):
         if isinstance(thing, Server):
             thing.stop()

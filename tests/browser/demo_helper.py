@@ -3,7 +3,7 @@
     python demo_helper.py users NAME[:staff] ...       create users (password "pw") if absent
     python demo_helper.py create LABEL USERNAME JSON   create an operation, do not run it;
                                                        print {"label", "pk", "url"} as JSON
-    python demo_helper.py run LABEL PK [--no-drain]    run an operation here, as a worker would
+    python demo_helper.py run LABEL PK                 run an operation here, as a worker would
 
 The tests' own process is set up for tests.settings, so anything touching the demo's
 database or channel layer happens here.
@@ -45,32 +45,10 @@ def main(argv: list[str]) -> None:
     elif command == "run":
         from liveops.execution import execute
 
-        label, pk, *flags = args
+        label, pk = args
         execute(label, pk)
-        if "--no-drain" not in flags:
-            _drain_publisher()
     else:
         raise SystemExit(f"unknown command {command!r}; use users, create or run")
-
-
-def _drain_publisher(timeout: float = 10.0) -> None:
-    """Wait until the publisher has sent everything, before this process exits.
-
-    A stop-gap: in a process with no running event loop and no server loop,
-    liveops.publish.LiveChannel.finish() returns without waiting (``None in {loop,
-    None}`` is true), so the terminal message dies with the process. Remove this once
-    finish() waits there; test_worker_pushes_its_result_without_help checks it.
-    """
-    import asyncio
-
-    from liveops.publish import get_publisher
-
-    async def drain() -> None:
-        current = asyncio.current_task()
-        while pending := [task for task in asyncio.all_tasks() if task is not current]:
-            await asyncio.wait(pending)
-
-    asyncio.run_coroutine_threadsafe(drain(), get_publisher().loop).result(timeout)
 
 
 if __name__ == "__main__":

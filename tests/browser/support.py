@@ -212,23 +212,20 @@ class Demo:
         out = self.run(str(HELPER), "create", label, username, json.dumps(fields))
         return Operation(**json.loads(out.strip().splitlines()[-1]))
 
-    def worker(
-        self, op: Operation, env: dict[str, str], *, drain: bool = True
-    ) -> subprocess.Popen[bytes]:
-        """Run ``op`` in a process of its own, as a Celery or task worker would.
-
-        ``drain`` waits for the publisher before exiting (a stop-gap, see demo_helper).
-        """
-        log = (self.directory / f"worker-{op.pk}.log").open("ab")
-        flags = [] if drain else ["--no-drain"]
-        return subprocess.Popen(
-            [sys.executable, str(HELPER), "run", op.label, op.pk, *flags],
-            cwd=EXAMPLE,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def worker(self, op: Operation, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Run ``op`` in a process of its own, as a Celery or task worker would."""
+        log_path = self.directory / f"worker-{op.pk}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(HELPER), "run", op.label, op.pk],
+                cwd=EXAMPLE,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        return proc
 
     def server(self, kind: str, port: int | None = None, **env: str) -> Server:
         port = port or free_port()

@@ -1,0 +1,116 @@
+"""Settings of the django-liveops demo: one process, SQLite, in-memory channel layer, thread runner.
+
+Environment variables (all optional):
+
+- ``LIVEOPS_DEMO_DB``: the SQLite file (default: ``example/db.sqlite3``).
+- ``LIVEOPS_DEMO_REDIS``: a ``redis://`` URL; live updates then go through Redis
+  (channels_redis), so several server processes and outside workers share them.
+- ``LIVEOPS_DEMO_RUNNER``: where operations run (default ``thread``: in the server process).
+- ``LIVEOPS_DEMO_DEBUG``: ``0`` turns ``DEBUG`` off (default on).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("LIVEOPS_DEMO_SECRET_KEY", "demo-only-not-secret")
+DEBUG = os.environ.get("LIVEOPS_DEMO_DEBUG", "1") != "0"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    # Before liveops, so the demo's templates/liveops/base.html replaces the package's.
+    "demo",
+    "liveops",
+    "channels",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo_site.urls"
+ASGI_APPLICATION = "demo_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("LIVEOPS_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
+        "OPTIONS": {
+            # Operations write from worker threads (or processes) while pages read:
+            # WAL lets readers and one writer work together, IMMEDIATE takes the write
+            # lock up front instead of failing half-way, and the timeout waits for it.
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;",
+        },
+    }
+}
+
+if os.environ.get("LIVEOPS_DEMO_REDIS"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": os.environ["LIVEOPS_DEMO_REDIS"],
+                        # redis-py 8 drops idle sockets after 5 s without this.
+                        "socket_timeout": None,
+                        # redis-py's default pool of 100 fails a burst of connects.
+                        "max_connections": 1000,
+                    }
+                ],
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LIVEOPS = {
+    "RUNNER": os.environ.get("LIVEOPS_DEMO_RUNNER", "thread"),
+    "THROTTLE_HZ": 10,
+}
+
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []  # the demo user's password is "demo"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

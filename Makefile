@@ -17,7 +17,7 @@ install: $(STAMP)
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
 	cd example && ../$(PY) manage.py demo_user
-	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000
+	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000 --lifespan off
 
 test: install
 	@scripts/ensure-chromium
@@ -36,4 +36,4 @@ format: install
 	$(PY) -m ruff format src tests example
 
 clean:
-	rm -rf $(VENV) example/db.sqlite3 liveops-tests.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache

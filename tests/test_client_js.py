@@ -344,6 +344,23 @@ def test_log_of_a_higher_attempt_starts_empty_and_keeps_appending(page: Page) ->
     assert log_seqs(page) == [1, 2]
 
 
+def test_log_follows_new_lines_unless_the_reader_scrolled_up(page: Page) -> None:
+    load(page, container(log_seqs=tuple(range(1, 40))))
+    page.add_style_tag(content=".liveops-log { max-height: 5em; overflow: auto; }")
+    gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+    log_el = page.locator(f"#{rid('log')}")
+    log_el.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    apply(page, log(tuple(range(40, 60)), v=2))
+    assert log_el.evaluate(gap) < 8  # followed the new lines
+    log_el.evaluate("el => { el.scrollTop = 0; }")  # the reader goes back up to read
+    apply(page, log(tuple(range(60, 80)), v=3))
+    assert log_el.evaluate("el => el.scrollTop") == 0
+    # A full replacement (the terminal frame) keeps the reader's place too.
+    full = log(tuple(range(1, 80)), v=4, terminal=True).replace('"beforeend"', '"true"')
+    apply(page, full)
+    assert page.locator(f"#{rid('log')}").evaluate("el => el.scrollTop") == 0
+
+
 def test_log_append_follows_rules_one_to_three(page: Page) -> None:
     load(page, container())
     apply(page, log((4,), v=4))

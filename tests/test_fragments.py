@@ -161,7 +161,7 @@ def test_the_state_is_said_in_words(op: Scripted, phase: Phase, status: str, res
 def test_the_status_level_is_said_in_words(op: Scripted) -> None:
     view = StateView(phase=Phase.STARTED, status_text="Disk almost full", status_level="warning")
     assert text(regions_of(render_regions(op, view, ["status"]))["status"]) == (
-        "In progress Warning: Disk almost full"
+        "In progress : Warning: Disk almost full"
     )
 
 
@@ -331,13 +331,13 @@ def test_stale_and_non_terminal_regions_do_not_overwrite_newer_ones(op: Scripted
     assert new_tick is not None
     assert page.apply_html(new_tick) == [region_id(op, "status")]
     assert page.apply_html(old_tick) == []  # rule 3
-    assert text(page.find(region_id(op, "status"))) == "In progress new"
+    assert text(page.find(region_id(op, "status"))) == "In progress : new"
     finish(state)
     page.apply_html(flush(op, state) or "")
     state.set_status("newer, but not final", "info")  # what a stray tick would carry
     stray = render_regions(op, StateView(**{**state.current().__dict__, "phase": Phase.STARTED}))
     assert page.apply_html(stray) == []  # rule 2
-    assert text(page.find(region_id(op, "status"))) == "Finished new"
+    assert text(page.find(region_id(op, "status"))) == "Finished : new"
 
 
 def test_log_lines_are_keyed_by_sequence(op: Scripted) -> None:
@@ -430,7 +430,7 @@ def test_hostile_text_renders_inert(op: Scripted, value: str) -> None:
         elements = list(tree.iter(etree.Element))
         assert [a for el in elements for a in el.attrib if a.lower().startswith("on")] == []
         assert {el.tag for el in elements} <= {
-            "div", "p", "strong", "span", "ol", "li", "h3", "dl", "dt", "dd", "details",
+            "div", "p", "strong", "span", "ol", "li", "h2", "dl", "dt", "dd", "details",
             "summary", "pre", "progress",
         }  # fmt: skip
     tick, finished, failed = trees["tick"], trees["finished"], trees["failed"]

@@ -183,7 +183,7 @@ def test_status_level_is_validated(op: Scripted, published: Published) -> None:
     assert "'fatal'" in message
     assert "info, success, warning, error" in message
     status = text(region(published.terminal(), "status"))
-    assert status == "Finished Warning: Careful"
+    assert status == "Finished : Warning: Careful"
     assert op.get_state() is Phase.FINISHED_OK
 
 
@@ -493,7 +493,7 @@ def test_returning_without_result_finishes_ok(op: Scripted, published: Published
     assert op.result_context == {}
     assert op.finished_on is not None
     terminal = published.terminal()
-    assert text(region(terminal, "status")) == "Finished done here"
+    assert text(region(terminal, "status")) == "Finished : done here"
     assert text(region(terminal, "result")) == "Result The operation finished successfully."
     bar = region(terminal, "progress").find(".//*[@role='progressbar']")
     assert bar.get("aria-valuenow") == "100"
@@ -538,7 +538,7 @@ def test_check_cancelled_with_a_cancel_requested_cancels(
     op = run(op, step, lambda p: ran.append("next step ran"))
     assert ran == []
     assert op.get_state() is Phase.CANCELLED
-    assert text(region(published.terminal(), "status")) == "Cancelled working"
+    assert text(region(published.terminal(), "status")) == "Cancelled : working"
 
 
 def test_a_cancel_requested_before_the_start_runs_nothing(

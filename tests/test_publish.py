@@ -24,6 +24,7 @@ from lxml.html import HtmlElement
 
 import liveops.publish
 from liveops.execution import execute
+from liveops.fragments import render_regions
 from liveops.progress import Progress
 from liveops.publish import bind_server_loop, group_name
 from liveops.state import ALL_REGIONS, Phase
@@ -407,3 +408,78 @@ async def test_a_layer_that_never_answers_never_fails_the_operation(
     assert row.get_state() is Phase.FINISHED_OK
     assert row.result_context == {"n": 2}
     assert any(r.name == "liveops" and "could not send" in r.getMessage() for r in caplog.records)
+
+
+async def test_every_message_carries_the_steady_regions(
+    settings: Any, layer: InMemoryChannelLayer, user: Any, gates: list[threading.Event]
+) -> None:
+    """A viewer who joined after the status was set sees it with the next message."""
+    settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
+    op = await in_thread(Scripted.objects.create, owner=user)
+    listener = await subscribe(layer, op)
+    logged, finish = gate(gates), gate(gates)
+
+    def status_then_log(p: Progress) -> None:
+        p.status("Downloading customers.csv")
+        if not logged.wait(5):
+            raise TimeoutError("never released")
+        p.log("only the log changed")
+
+    task = start(op, status_then_log, wait(finish))
+    await listener.until(lambda m: "Downloading" in region(m, "status").text_content())
+    logged.set()
+    (log_tick,) = await listener.until(lambda m: region(m, "log") is not None)
+    ids = [el.get("id").rsplit("-", 1)[-1] for el in root(log_tick)]
+    assert ids == ["status", "progress", "stages", "log"]
+    assert "Downloading customers.csv" in region(log_tick, "status").text_content()
+    finish.set()
+    await listener.until(is_terminal)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_an_idle_operation_resends_its_picture(
+    settings: Any,
+    layer: InMemoryChannelLayer,
+    user: Any,
+    gates: list[threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing new to say, a running operation still re-sends its steady regions."""
+    settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
+    monkeypatch.setattr(liveops.publish, "KEYFRAME_INTERVAL", 0.2)
+    op = await in_thread(Scripted.objects.create, owner=user)
+    listener = await subscribe(layer, op)
+    finish = gate(gates)
+    task = start(op, lambda p: p.status("Waiting for the bank"), wait(finish))
+    shown = await listener.until(lambda m: "Waiting for the bank" in root(m).text_content())
+    version = region(shown[-1], "status").get("data-liveop-v")
+    keyframe = await listener.next(wait=2)
+    assert region(keyframe, "status").get("data-liveop-v") == version  # nothing changed
+    assert "Waiting for the bank" in region(keyframe, "status").text_content()
+    assert region(keyframe, "log") is None
+    finish.set()
+    await listener.until(is_terminal)
+    await asyncio.wait_for(task, 10)
+
+
+async def test_the_terminal_message_equals_the_snapshot_read_later(
+    settings: Any, layer: InMemoryChannelLayer, user: Any
+) -> None:
+    """Reloading a finished page shows exactly what the last live message showed."""
+    settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
+    op = await in_thread(Scripted.objects.create, owner=user)
+    listener = await subscribe(layer, op)
+
+    def work(p: Progress) -> None:
+        with p.stage("Prepare"):
+            p.status("Checking rows", level="warning")
+            for n in p.track(range(30), label="Rows", unit="row"):
+                p.log(f"row {n}")
+        p.result(rows=30)
+
+    task = start(op, work)
+    final = (await listener.until(is_terminal))[-1]
+    await asyncio.wait_for(task, 10)
+    row = await stored(op)
+    snapshot = await in_thread(render_regions, row, row.to_view())
+    assert json.loads(final["frame"])["liveop_html"] == snapshot

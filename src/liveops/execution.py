@@ -23,7 +23,7 @@ from liveops.exceptions import OperationCancelled
 from liveops.models import LiveOperation, get_operation_model
 from liveops.progress import Progress
 from liveops.publish import get_publisher
-from liveops.state import LiveState, Phase, StageState
+from liveops.state import LiveState, Phase, StageState, StateView
 
 __all__ = ["Run", "execute"]
 
@@ -148,6 +148,7 @@ class Run:
         )
         with transaction.atomic(using=self._db):
             self._queryset.update(
+                **_progress_columns(view, self.state.log_seq),
                 finished_on=timezone.now(),
                 finished_successfully=phase is Phase.FINISHED_OK,
                 cancelled=phase is Phase.CANCELLED,
@@ -163,6 +164,23 @@ class Run:
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states
+
+
+def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:
+    """Return the model columns that hold the progress part of ``view``."""
+    return {
+        "status_text": view.status_text,
+        "status_level": view.status_level,
+        "percent": view.percent,
+        "track": {
+            "done": view.done,
+            "total": view.total,
+            "label": view.track_label,
+            "unit": view.track_unit,
+        },
+        "log": [list(entry) for entry in view.log_tail],
+        "log_seq": log_seq,
+    }
 
 
 def _json_round_trip(context: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import models, router, transaction
 from django.urls import reverse
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from liveops.state import Phase, StageState, StateView
@@ -47,12 +48,15 @@ class LiveOperation(models.Model):
     error_message = models.TextField(_("error message"), blank=True, editable=False)
     result_context = models.JSONField(_("result"), null=True, blank=True, editable=False)
     language = models.CharField(_("language"), max_length=35, blank=True)
-    # Live progress: written only in PERSIST_PROGRESS mode.
+    # Progress: the final picture is stored with the terminal state (and, in
+    # PERSIST_PROGRESS mode, the live one during the run).
     status_text = models.TextField(_("status"), blank=True, editable=False)
     status_level = models.CharField(max_length=10, default="info", editable=False)
     percent = models.FloatField(_("percent"), null=True, blank=True, editable=False)
     log = models.JSONField(_("log tail"), default=list, blank=True, editable=False)
     log_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    # What p.track() counted: done, total, label, unit.
+    track = models.JSONField(_("tracked count"), default=dict, blank=True, editable=False)
     # Stage boundaries and bookkeeping: always written.
     current_stage = models.CharField(_("current stage"), max_length=200, blank=True)
     stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
@@ -65,7 +69,7 @@ class LiveOperation(models.Model):
         ordering = ["-created_on"]
 
     def __str__(self) -> str:
-        return f"{self._meta.verbose_name} {self.pk}"
+        return f"{capfirst(self._meta.verbose_name)} {str(self.pk)[:8]}"
 
     def get_absolute_url(self) -> str:
         """Return the URL of the operation's live page."""
@@ -119,6 +123,10 @@ class LiveOperation(models.Model):
             status_text=self.status_text,
             status_level=self.status_level,
             percent=self.percent,
+            done=int(self.track.get("done", 0)),
+            total=self.track.get("total"),
+            track_label=str(self.track.get("label", "")),
+            track_unit=str(self.track.get("unit", "item")),
             stages=self.declared_stages(),
             log_tail=tuple((int(seq), str(line)) for seq, line in self.log),
             result_context=self.result_context,

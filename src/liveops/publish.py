@@ -36,6 +36,11 @@ SEND_TIMEOUT = 2.0
 FINISH_TIMEOUT = 5.0
 
 MESSAGE_TYPE = "liveop.fragment"
+#: Small regions every message carries, so a viewer who joined mid-run (and got a
+#: snapshot without live figures) is complete after the next message.
+STEADY_REGIONS = frozenset({"status", "progress", "stages"})
+#: A running operation that sent nothing for this long sends its steady regions again.
+KEYFRAME_INTERVAL = 5.0
 
 
 def group_name(label: str, pk: object) -> str:
@@ -119,6 +124,7 @@ class LiveChannel:
         self._interval = settings.flush_interval
         self._log_max = settings.LOG_TAIL
         self._timer: asyncio.TimerHandle | None = None
+        self._keyframe: asyncio.TimerHandle | None = None
         self._flushing = False
         self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
         self._last_sent = float("-inf")
@@ -149,7 +155,7 @@ class LiveChannel:
             changes = self._state.take_changes()
             if changes is None:
                 return
-            view, regions = changes.view, changes.regions
+            view, regions = changes.view, changes.regions | STEADY_REGIONS
             new_log = None if "log" not in regions else changes.new_log
             html = render_regions(self._op, view, regions, new_log=new_log, log_max=self._log_max)
             self._last_sent = self._loop.time()
@@ -171,13 +177,27 @@ class LiveChannel:
             logger.exception("liveops could not publish %s", self._op)
         finally:
             self._flushing = False
-            if not terminal and self._state.is_dirty:
-                self._schedule()
+            if not terminal:
+                self._arm_keyframe()
+                if self._state.is_dirty:
+                    self._schedule()
+
+    def _arm_keyframe(self) -> None:
+        if self._keyframe is not None:
+            self._keyframe.cancel()
+        self._keyframe = self._loop.call_later(KEYFRAME_INTERVAL, self._send_keyframe)
+
+    def _send_keyframe(self) -> None:
+        self._keyframe = None
+        if not self._closed:
+            self._state.touch()
+            self._schedule()
 
     async def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._keyframe):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._keyframe = None
         self._closed = True
         self._state.release()
         await self._flush(terminal=True)

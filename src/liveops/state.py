@@ -210,13 +210,18 @@ class LiveState:
                 error_message=error_message,
                 traceback=traceback,
             )
-            if phase is Phase.FINISHED_OK and fields["total"] is None:
-                fields["percent"] = 100.0
+            if phase is Phase.FINISHED_OK and fields["total"] is None and not fields["done"]:
+                fields["percent"] = 100.0  # an unsized count keeps showing its count
             if stages is not None:
                 fields["stages"] = stages
             self._change("status")
             self._dirty.update(ALL_REGIONS)
             return self._view()
+
+    def touch(self) -> None:
+        """Mark the status dirty without a change, so the next flush re-sends the picture."""
+        with self._lock:
+            self._dirty.add("status")
 
     def release(self) -> None:
         """Let ``take_changes()`` return the held terminal state."""

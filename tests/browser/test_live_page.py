@@ -176,13 +176,6 @@ def test_replayed_and_late_fragments_leave_the_page_as_it_was(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "liveops.execution.Run.finish() stores no status text, percent, count or log, so "
-        "the snapshot of a finished operation differs from its last live frame"
-    ),
-)
 def test_a_finished_operation_looks_the_same_live_and_after_a_reload(
     site: Server, open_page: Any
 ) -> None:

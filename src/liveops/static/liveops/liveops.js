@@ -157,6 +157,14 @@
   /** Apply one region; return the element now in the page, or null when dropped. */
   function applyRegion(old, incoming) {
     if (isStale(old, incoming)) return null;
+    // A log follows its newest line unless the reader scrolled up to read.
+    var scroll = old.classList.contains("liveops-log") ? scrollState(old) : null;
+    var applied = replaceOrAppend(old, incoming);
+    if (applied && scroll) restoreScroll(applied, scroll);
+    return applied;
+  }
+
+  function replaceOrAppend(old, incoming) {
     if (incoming.getAttribute("hx-swap-oob") === "beforeend") {
       return appendLog(old, incoming) ? old : null;
     }
@@ -166,6 +174,20 @@
     old.replaceWith(incoming);
     processWithHtmx(incoming);
     return incoming;
+  }
+
+  function scrollState(log) {
+    return { top: log.scrollTop, atBottom: log.scrollHeight - log.scrollTop - log.clientHeight < 8 };
+  }
+
+  function restoreScroll(log, scroll) {
+    log.scrollTop = scroll.atBottom ? log.scrollHeight : scroll.top;
+  }
+
+  function scrollLogsToEnd() {
+    Array.prototype.forEach.call(document.querySelectorAll(".liveops-log"), function (log) {
+      log.scrollTop = log.scrollHeight;
+    });
   }
 
   /** The final state of an attempt: from its status region first, else any region of it. */
@@ -426,9 +448,14 @@
   });
   window.liveops = Object.freeze(api);
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", connect);
-  } else {
+  function start() {
+    scrollLogsToEnd();
     connect();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
   }
 })();

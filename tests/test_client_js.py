@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-REQUIRE_SERVICES = os.environ.get("LIVEOPS_REQUIRE_SERVICES") == "1"
+from tests.chromium import launch_chromium
+from tests.conftest import REQUIRE_SERVICES
 
 try:
     from playwright.sync_api import (
@@ -32,7 +32,6 @@ try:
         Page,
         WebSocketRoute,
         expect,
-        sync_playwright,
     )
 except ImportError:  # pragma: no cover - depends on the machine
     if REQUIRE_SERVICES:
@@ -41,17 +40,6 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STATIC = Path(__file__).resolve().parent.parent / "src" / "liveops" / "static" / "liveops"
 LIVEOPS_JS = STATIC / "liveops.js"
 
@@ -73,15 +61,8 @@ RANDOM = 0.9999  # Math.random() in backoff tests: each delay lands just under i
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; LIVEOPS_REQUIRE_SERVICES=1 makes this a failure")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

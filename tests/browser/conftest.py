@@ -8,7 +8,6 @@ uvicorn, daphne) on a SQLite file in a temporary directory.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,8 +16,6 @@ import pytest
 
 from tests.browser.support import (
     ARTIFACTS,
-    CHROMIUM_CANDIDATES,
-    CHROMIUM_FLAGS,
     HELPER,
     PASSWORD,
     RECORDER,
@@ -28,6 +25,7 @@ from tests.browser.support import (
     Demo,
     Server,
 )
+from tests.chromium import launch_chromium
 from tests.conftest import need
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -90,33 +88,13 @@ def redis_url() -> str:
 # --- Chromium ----------------------------------------------------------------------
 
 
-def _chromium() -> str | None:
-    configured = os.environ.get("LIVEOPS_CHROMIUM")
-    for candidate in (configured, *CHROMIUM_CANDIDATES):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 # Module scope: one thread can run one sync Playwright at a time, and other browser
 # test modules (tests/test_client_js.py) start their own in the same pytest run.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium; skip (or fail in CI) when there is none."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "Playwright is not installed (pip install playwright)")
-    executable = _chromium()
-    need(
-        executable is not None,
-        "No Chromium found at $LIVEOPS_CHROMIUM, /usr/bin/chromium or /usr/bin/chromium-browser "
-        "(apt-get install chromium, or scripts/ensure-chromium)",
-    )
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+    with launch_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -24,19 +24,6 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 USERS = ("alice", "bob", "stella:staff")
 PASSWORD = "pw"
 
-# ENVIRONMENT.md: Playwright cannot download its browser here; use Debian's.
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 SERVER_START_TIMEOUT = 20.0
 SERVER_STOP_TIMEOUT = 5.0
 SUBPROCESS_TIMEOUT = 60.0

@@ -21,19 +21,19 @@ demo: install
 
 test: install
 	@scripts/ensure-chromium
-	$(PY) -m ruff check src tests example
-	$(PY) -m ruff format --check src tests example
+	$(PY) -m ruff check src tests example benchmarks
+	$(PY) -m ruff format --check src tests example benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -m "not browser"
 	$(PY) -m pytest -m browser -p no:cacheprovider
 
 lint: install
-	$(PY) -m ruff check src tests example
+	$(PY) -m ruff check src tests example benchmarks
 	$(PY) -m mypy
 
 format: install
-	$(PY) -m ruff check --fix src tests example
-	$(PY) -m ruff format src tests example
+	$(PY) -m ruff check --fix src tests example benchmarks
+	$(PY) -m ruff format src tests example benchmarks
 
 clean:
 	rm -rf $(VENV) example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint format clean
+LTS_VENV ?= .venv-django52
+LTS_PY := $(LTS_VENV)/bin/python
+LTS_STAMP := $(LTS_VENV)/.installed
+
+.PHONY: demo test test-lts install lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
@@ -13,6 +17,16 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The same package against Django 5.2 LTS (the oldest Django we support).
+$(LTS_STAMP): pyproject.toml
+	@test -x $(LTS_PY) || $$(scripts/find-python 3.11) -m venv $(LTS_VENV)
+	$(LTS_PY) -m pip install --quiet --upgrade pip
+	$(LTS_PY) -m pip install --quiet -e . --group test "django>=5.2,<6"
+	@touch $(LTS_STAMP)
+
+test-lts: $(LTS_STAMP)
+	$(LTS_PY) -m pytest -m "not browser" -q -p no:cacheprovider
 
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
@@ -26,6 +40,7 @@ test: install
 	$(PY) -m mypy
 	$(PY) -m pytest -m "not browser"
 	$(PY) -m pytest -m browser -p no:cacheprovider
+	$(MAKE) --no-print-directory test-lts
 
 lint: install
 	$(PY) -m ruff check src tests example benchmarks
@@ -36,4 +51,4 @@ format: install
 	$(PY) -m ruff format src tests example benchmarks
 
 clean:
-	rm -rf $(VENV) example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LTS_VENV) example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache

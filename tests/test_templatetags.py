@@ -6,19 +6,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+import django
 import lxml.html
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.staticfiles import finders
 from django.http import HttpResponse
-from django.middleware.csp import ContentSecurityPolicyMiddleware
 from django.template import Context, Template
 from django.template.context import RequestContext
-from django.template.context_processors import csp
 from django.test import RequestFactory
 from django.utils import timezone
-from django.utils.csp import CSP
 
 import liveops
 from liveops.state import ALL_REGIONS, Phase
@@ -198,8 +196,13 @@ def test_liveops_scripts_without_a_request_has_no_nonce():
     assert "nonce" not in html
 
 
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="Django's own CSP support came in 6.0")
 def test_liveops_scripts_uses_the_nonce_of_djangos_own_csp(settings):
     """Django >= 6.0 ships CSP: its nonce is ``csp_nonce`` in the context, lazily made."""
+    from django.middleware.csp import ContentSecurityPolicyMiddleware
+    from django.template.context_processors import csp
+    from django.utils.csp import CSP
+
     settings.SECURE_CSP = {"script-src": [CSP.NONCE]}
     request = a_request()
     middleware = ContentSecurityPolicyMiddleware(lambda r: HttpResponse())

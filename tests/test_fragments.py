@@ -115,8 +115,8 @@ def test_a_count_without_total_says_so_without_a_value(op: Scripted) -> None:
     bar = regions_of(render_regions(op, view, ["progress"]))["progress"][0]
     assert bar.get("role") == "progressbar"
     assert bar.get("aria-valuenow") is None
-    assert bar.get("aria-valuetext") == "3 row"
-    assert text(bar) == f"Rows 3 {TIMES} row done"
+    assert bar.get("aria-valuetext") == "3 rows"
+    assert text(bar) == "Rows : 3 rows done"
 
 
 def test_a_started_operation_without_figures_shows_a_busy_bar(op: Scripted) -> None:
@@ -448,7 +448,7 @@ def test_hostile_text_renders_inert(op: Scripted, value: str) -> None:
         assert log_line.text == as_parsed(value)
     assert same_or_clipped(stage_name.text, value)
     assert same_or_clipped(track_label.text, value)
-    assert same_or_clipped(bar.get("aria-valuetext")[len("3 ") :], value)
+    assert same_or_clipped(bar.get("aria-valuetext")[len(f"3 {TIMES} ") :], value)
 
     result = finished.find_class("liveops-result-items")[0]
     keys = [dt.text for dt in result.iter("dt")]
@@ -459,3 +459,21 @@ def test_hostile_text_renders_inert(op: Scripted, value: str) -> None:
     (alert,) = failed.find_class("liveops-error")
     assert same_or_clipped(alert.find("p").text, value)
     assert same_or_clipped(alert.find(".//pre").text, value)
+
+
+@pytest.mark.parametrize(
+    ("language", "done", "unit", "shown"),
+    [
+        ("en", 1, "row", "1 row"),
+        ("en", 1500, "row", "1,500 rows"),
+        ("en", 2, "KB/s", f"2 {TIMES} KB/s"),  # not a plain word: no guessed plural
+        ("fr", 2, "ligne", f"2 {TIMES} ligne"),  # no English plural rules elsewhere
+    ],
+)
+def test_a_count_reads_naturally(
+    op: Scripted, language: str, done: int, unit: str, shown: str
+) -> None:
+    op.language = language
+    view = StateView(phase=Phase.STARTED, done=done, track_unit=unit)
+    bar = regions_of(render_regions(op, view, ["progress"]))["progress"][0]
+    assert bar.get("aria-valuetext") == shown

@@ -136,11 +136,21 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         "is_terminal": view.phase.is_terminal,
         "staff": staff,
     }
+    if region == "progress":
+        context["count_text"] = _count_text(view.done, view.track_unit)
     if region == "result":
         context["result"] = view.result_context or {}
         context["result_items"] = sorted((view.result_context or {}).items())
     inner = template.render(context)
     return f"<div {_attributes(op, view, region, 'true')}>{inner}</div>"
+
+
+def _count_text(done: int, unit: str) -> str:
+    """Return "3 rows": English plurals for English pages, "3 \u00d7 unit" elsewhere."""
+    language = translation.get_language() or "en"
+    if language.startswith("en") and unit.isalpha() and unit.isascii():
+        return f"{done:,} {unit}{'' if done == 1 else 's'}"
+    return f"{done:,} \u00d7 {unit}"  # a multiplication sign
 
 
 def _render_log(

@@ -10,6 +10,7 @@ the count of messages is exact rather than a matter of thread scheduling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -19,11 +20,11 @@ from typing import Any, TypeVar
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import connections
+from django.db import DatabaseError, connections
 from lxml.html import HtmlElement
 
 import liveops.publish
-from liveops.execution import execute
+from liveops.execution import Run, execute
 from liveops.fragments import render_regions
 from liveops.progress import Progress
 from liveops.publish import bind_server_loop, group_name
@@ -483,3 +484,30 @@ async def test_the_terminal_message_equals_the_snapshot_read_later(
     row = await stored(op)
     snapshot = await in_thread(render_regions, row, row.to_view())
     assert json.loads(final["frame"])["liveop_html"] == snapshot
+
+
+async def test_an_end_that_could_not_be_stored_is_never_shown(
+    settings: Any,
+    layer: InMemoryChannelLayer,
+    user: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No terminal message without a stored end, and no keyframes after it either."""
+    settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
+    monkeypatch.setattr(liveops.publish, "KEYFRAME_INTERVAL", 0.05)
+
+    def database_gone(self: Run, view: Any) -> None:
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(Run, "_store_terminal", database_gone)
+    op = await in_thread(Scripted.objects.create, owner=user)
+    listener = await subscribe(layer, op)
+    task = start(op, lambda p: p.status("Working"), lambda p: p.result(n=1))
+    await asyncio.wait_for(task, 10)
+    received = [await listener.next()]
+    with contextlib.suppress(TimeoutError):
+        while True:  # drain what went out before the close took effect
+            received.append(await listener.next(wait=0.3))
+    assert not any(m["terminal"] for m in received)
+    assert len(received) <= 3  # the started state, its tick, at most one keyframe
+    await listener.assert_empty()

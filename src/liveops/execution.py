@@ -146,15 +146,22 @@ class Run:
             traceback=traceback,
             stages=self._stages(),
         )
+        try:
+            self._store_terminal(view)
+        except BaseException:
+            self.channel.close()  # nothing was stored, so nothing may be shown as final
+            raise
+
+    def _store_terminal(self, view: StateView) -> None:
         with transaction.atomic(using=self._db):
             self._queryset.update(
                 **_progress_columns(view, self.state.log_seq),
                 finished_on=timezone.now(),
-                finished_successfully=phase is Phase.FINISHED_OK,
-                cancelled=phase is Phase.CANCELLED,
+                finished_successfully=view.phase is Phase.FINISHED_OK,
+                cancelled=view.phase is Phase.CANCELLED,
                 result_context=view.result_context,
-                error_message=error_message,
-                traceback=traceback,
+                error_message=view.error_message,
+                traceback=view.traceback,
                 current_stage="",
                 stage_states=self._stage_states,
                 version=view.version,

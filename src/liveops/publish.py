@@ -185,7 +185,11 @@ class LiveChannel:
     def _arm_keyframe(self) -> None:
         if self._keyframe is not None:
             self._keyframe.cancel()
-        self._keyframe = self._loop.call_later(KEYFRAME_INTERVAL, self._send_keyframe)
+            self._keyframe = None
+        # A held state is finishing: its terminal message follows the commit, or
+        # (rolled back) never comes; either way there is nothing more to repeat.
+        if not self._closed and not self._state.is_held:
+            self._keyframe = self._loop.call_later(KEYFRAME_INTERVAL, self._send_keyframe)
 
     def _send_keyframe(self) -> None:
         self._keyframe = None
@@ -193,14 +197,21 @@ class LiveChannel:
             self._state.touch()
             self._schedule()
 
-    async def _finish(self) -> None:
+    def _close(self) -> None:
         for timer in (self._timer, self._keyframe):
             if timer is not None:
                 timer.cancel()
         self._timer = self._keyframe = None
         self._closed = True
+
+    async def _finish(self) -> None:
+        self._close()
         self._state.release()
         await self._flush(terminal=True)
+
+    def close(self) -> None:
+        """Stop publishing without a terminal message (the run could not store its end)."""
+        self._loop.call_soon_threadsafe(self._close)
 
     def finish(self) -> None:
         """Send the terminal state now; wait for it unless called on the publisher's loop."""

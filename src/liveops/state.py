@@ -236,6 +236,11 @@ class LiveState:
         return int(self._fields["version"])
 
     @property
+    def is_held(self) -> bool:
+        """Return whether a terminal state waits for ``release()``."""
+        return self._held
+
+    @property
     def is_dirty(self) -> bool:
         """Return whether a change is waiting to be taken."""
         return bool(self._dirty) and not self._held

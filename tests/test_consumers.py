@@ -804,3 +804,15 @@ async def test_connect_with_a_user_in_scope_makes_only_the_operation_queries(
         for _ in ops:
             assert "liveop_html" in await next_frame(communicator)
     assert _tables(queries) == ["testapp_scripted"]
+
+
+async def test_the_consumer_listens_on_the_configured_layer(settings: Any) -> None:
+    """LIVEOPS['CHANNEL_LAYER'] names the layer both the publisher and the consumer use."""
+    from liveops.consumers import LiveOperationConsumer
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "live": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+    }
+    settings.LIVEOPS = {"RUNNER": "eager", "CHANNEL_LAYER": "live"}
+    assert LiveOperationConsumer().channel_layer_alias == "live"

@@ -64,6 +64,11 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
     #: More operations than this on one socket is refused as a bad request.
     max_operations = 50
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Listen on the layer the publisher sends to.
+        self.channel_layer_alias = get_settings().CHANNEL_LAYER  # type: ignore[misc]
+
     async def connect(self) -> None:
         """Check every requested operation and send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())

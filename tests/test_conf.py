@@ -21,7 +21,7 @@ BAD: list[tuple[object, str, str, str]] = [
     (["RUNNER", "eager"], "liveops.E001", "list (['RUNNER', 'eager'])", "LIVEOPS = {}"),
     ("eager", "liveops.E001", "str ('eager')", "LIVEOPS = {}"),
     ({"THROTLE_HZ": 5}, "liveops.E002", "'THROTLE_HZ'", "Did you mean 'THROTTLE_HZ'?"),
-    ({"COLOUR": "red"}, "liveops.E002", "'COLOUR'", "Valid keys: CHANNEL_LAYER, LOG_TAIL"),
+    ({"COLOUR": "red"}, "liveops.E002", "'COLOUR'", "CHANNEL_LAYER, HEARTBEAT_SECONDS, LOG_TAIL"),
     ({"RUNNER": "celeryy"}, "liveops.E003", "'celeryy'", "'eager', 'thread'"),
     ({"RUNNER": 3}, "liveops.E003", "is 3,", "dotted path"),
     ({"THROTTLE_HZ": 0}, "liveops.E004", "is 0;", "default 10"),
@@ -37,6 +37,13 @@ BAD: list[tuple[object, str, str, str]] = [
     ({"LOG_TAIL": 0}, "liveops.E007", "is 0;", "such as 200"),
     ({"LOG_TAIL": False}, "liveops.E007", "is False;", "such as 200"),
     ({"CHANNEL_LAYER": 5}, "liveops.E008", "is 5;", "CHANNEL_LAYERS"),
+    ({"HEARTBEAT_SECONDS": 0}, "liveops.E010", "is 0;", "default 10"),
+    ({"HEARTBEAT_SECONDS": "5"}, "liveops.E010", "is '5';", "default 10"),
+    ({"STALE_SECONDS": 15}, "liveops.E011", "is 15;", "Use 30 (three missed"),
+    ({"HEARTBEAT_SECONDS": 2, "STALE_SECONDS": 3}, "liveops.E011", "is 3;", "Use 6"),
+    ({"CELERY_TASK_OPTIONS": "liveops"}, "liveops.E012", "is 'liveops';", "{'queue'"),
+    ({"TASKS_OPTIONS": ["x"]}, "liveops.E013", "is ['x'];", "{'queue_name'"),
+    # Last: get_settings() does not look at CHANNEL_LAYERS (see BAD[:-1] below).
     ({"CHANNEL_LAYER": "events"}, "liveops.E009", "'events'", "InMemoryChannelLayer"),
 ]
 IDS = [f"{check_id}-{value!r}" for value, check_id, _, _ in BAD]
@@ -51,6 +58,10 @@ def test_the_defaults(settings: Any) -> None:
         THREAD_WORKERS=4,
         LOG_TAIL=200,
         CHANNEL_LAYER="default",
+        HEARTBEAT_SECONDS=10.0,
+        STALE_SECONDS=30.0,
+        CELERY_TASK_OPTIONS={},
+        TASKS_OPTIONS={},
     )
     assert set(DEFAULTS) == set(LiveOpsSettings.__dataclass_fields__)
     assert get_settings().flush_interval == 0.1

@@ -16,6 +16,8 @@ __all__ = ["DEFAULTS", "RUNNER_ALIASES", "LiveOpsSettings", "get_settings", "val
 RUNNER_ALIASES = {
     "eager": "liveops.runners.eager.EagerRunner",
     "thread": "liveops.runners.thread.ThreadRunner",
+    "celery": "liveops.runners.celery.CeleryRunner",
+    "tasks": "liveops.runners.tasks.TasksRunner",
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -31,6 +33,14 @@ DEFAULTS: dict[str, Any] = {
     "LOG_TAIL": 200,
     # The channel layer alias used for live fragments.
     "CHANNEL_LAYER": "default",
+    # A running operation refreshes its heartbeat this often (seconds).
+    "HEARTBEAT_SECONDS": 10,
+    # A heartbeat older than this (seconds) means the operation was lost.
+    "STALE_SECONDS": 30,
+    # Options for Celery's apply_async() with the celery runner, e.g. {"queue": "liveops"}.
+    "CELERY_TASK_OPTIONS": {},
+    # Options for Task.using() with the tasks runner, e.g. {"queue_name": "liveops"}.
+    "TASKS_OPTIONS": {},
 }
 
 
@@ -44,6 +54,10 @@ class LiveOpsSettings:
     THREAD_WORKERS: int
     LOG_TAIL: int
     CHANNEL_LAYER: str
+    HEARTBEAT_SECONDS: float
+    STALE_SECONDS: float
+    CELERY_TASK_OPTIONS: dict[str, Any]
+    TASKS_OPTIONS: dict[str, Any]
 
     @property
     def runner_path(self) -> str:
@@ -146,6 +160,35 @@ def validate(raw: object) -> list[Problem]:
                 "Use 'default', or another key of your CHANNEL_LAYERS setting.",
             )
         )
+    beat, stale = merged["HEARTBEAT_SECONDS"], merged["STALE_SECONDS"]
+    if not _is_number(beat) or not 0 < beat <= 3600:
+        problems.append(
+            Problem(
+                "liveops.E010",
+                f"LIVEOPS['HEARTBEAT_SECONDS'] is {beat!r}; "
+                "it must be a number of seconds above 0 and at most 3600.",
+                "Use the default 10.",
+            )
+        )
+    elif not _is_number(stale) or stale < 2 * beat:
+        problems.append(
+            Problem(
+                "liveops.E011",
+                f"LIVEOPS['STALE_SECONDS'] is {stale!r}; it must be a number of seconds "
+                f"at least twice HEARTBEAT_SECONDS ({beat!r}), or a healthy run looks lost.",
+                f"Use {3 * beat!r} (three missed heartbeats), or the defaults 10 and 30.",
+            )
+        )
+    for key, id_ in (("CELERY_TASK_OPTIONS", "liveops.E012"), ("TASKS_OPTIONS", "liveops.E013")):
+        if not isinstance(merged[key], dict):
+            problems.append(
+                Problem(
+                    id_,
+                    f"LIVEOPS[{key!r}] is {merged[key]!r}; it must be a dict of keyword arguments.",
+                    "Use {} or, for example, {'queue': 'liveops'} (Celery) / "
+                    "{'queue_name': 'liveops'} (tasks).",
+                )
+            )
     return problems
 
 
@@ -170,6 +213,10 @@ def get_settings() -> LiveOpsSettings:
         THREAD_WORKERS=merged["THREAD_WORKERS"],
         LOG_TAIL=merged["LOG_TAIL"],
         CHANNEL_LAYER=merged["CHANNEL_LAYER"],
+        HEARTBEAT_SECONDS=float(merged["HEARTBEAT_SECONDS"]),
+        STALE_SECONDS=float(merged["STALE_SECONDS"]),
+        CELERY_TASK_OPTIONS=dict(merged["CELERY_TASK_OPTIONS"]),
+        TASKS_OPTIONS=dict(merged["TASKS_OPTIONS"]),
     )
 
 

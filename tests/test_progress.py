@@ -16,6 +16,7 @@ import pytest
 from lxml.html import HtmlElement
 
 from liveops.execution import execute
+from liveops.liveness import INTERRUPTED_MESSAGE
 from liveops.progress import Progress
 from liveops.publish import get_publisher
 from liveops.state import ERROR_MAX, STAGE_NAME_MAX, Phase
@@ -518,7 +519,8 @@ def test_an_interrupt_is_recorded_and_propagates(op: Scripted, published: Publis
         run(op, step)
     op.refresh_from_db()
     assert op.get_state() is Phase.FINISHED_ERROR
-    assert op.error_message == "The operation was interrupted."
+    assert op.error_message == INTERRUPTED_MESSAGE
+    assert op.interrupted
     assert "KeyboardInterrupt" in op.traceback
 
 

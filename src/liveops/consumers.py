@@ -18,6 +18,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from liveops.conf import get_settings
 from liveops.fragments import frame, render_regions
+from liveops.liveness import ensure_fresh, watchdog
 from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import bind_server_loop, group_name
 
@@ -73,6 +74,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Check every requested operation and send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())
         self._groups: dict[str, _Request] = {}
+        self._watching = False
         self._user = self.scope.get("user") or AnonymousUser()
         await self.accept()
         requests = self._parse_requests()
@@ -93,6 +95,10 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         if not self._groups:
             await self.close(code=min(rejected.values(), default=CloseCode.BAD_REQUEST))
             return
+        for request in self._groups.values():
+            assert request.model is not None
+            watchdog.watch(request.model, request.pk)
+        self._watching = True
         for request, code in rejected.items():
             await self.send_json_rejection(request.token, code)
         for html in snapshots:
@@ -100,8 +106,10 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Leave every group this socket joined."""
-        for group in getattr(self, "_groups", {}):
+        for group, request in getattr(self, "_groups", {}).items():
             await self.channel_layer.group_discard(group, self.channel_name)
+            if request.model is not None and self._watching:
+                watchdog.unwatch(request.model, request.pk)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore whatever the client sends: the protocol has nothing to say upstream."""
@@ -166,6 +174,8 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             found = model._default_manager.in_bulk([request.pk for request in wanted])
             for request in wanted:
                 op = found.get(request.pk)
+                if op is not None:
+                    op = ensure_fresh(op)  # a lost run is shown as such (no query otherwise)
                 if op is None:
                     rejected[request] = CloseCode.NOT_FOUND
                 elif not op.can_view(self._user):

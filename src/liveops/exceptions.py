@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LiveOpsError", "OperationCancelled"]
+__all__ = ["LiveOpsError", "OperationCancelled", "OperationInterrupted"]
 
 
 class LiveOpsError(Exception):
@@ -11,3 +11,7 @@ class LiveOpsError(Exception):
 
 class OperationCancelled(LiveOpsError):
     """Raised by ``p.check_cancelled()`` when the viewer asked to stop the operation."""
+
+
+class OperationInterrupted(LiveOpsError):
+    """Raised by ``p.check_cancelled()`` when the process running the operation shuts down."""

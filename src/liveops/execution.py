@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import traceback as tb
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +23,8 @@ from django.db import router, transaction
 from django.utils import timezone, translation
 
 from liveops.conf import get_settings
-from liveops.exceptions import OperationCancelled
+from liveops.exceptions import OperationCancelled, OperationInterrupted
+from liveops.liveness import INTERRUPTED_MESSAGE, heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.progress import Progress
 from liveops.publish import get_publisher
@@ -49,6 +54,16 @@ def execute(label: str, pk: UUID | str) -> None:
         return
     op = model._default_manager.get(pk=pk)
     run = Run(op)
+    heartbeat.add(run)
+    try:
+        with _sigterm_as_exit():
+            _run(run)
+    finally:
+        heartbeat.remove(run)
+
+
+def _run(run: Run) -> None:
+    op = run.op
     run.start()
     if op.cancel_requested:
         run.finish(Phase.CANCELLED)
@@ -59,19 +74,45 @@ def execute(label: str, pk: UUID | str) -> None:
             op.run(progress)
     except OperationCancelled:
         run.finish(Phase.CANCELLED)
+    except OperationInterrupted:
+        run.finish(Phase.FINISHED_ERROR, error_message=INTERRUPTED_MESSAGE, interrupted=True)
     except Exception:
         run.finish(Phase.FINISHED_ERROR, traceback=tb.format_exc())
     except BaseException:
         # Ctrl-C, SystemExit: record why the operation stopped, then let the process go.
         run.finish(
             Phase.FINISHED_ERROR,
-            error_message="The operation was interrupted.",
+            error_message=INTERRUPTED_MESSAGE,
             traceback=tb.format_exc(),
+            interrupted=True,
         )
         raise
     else:
         if not progress.finished:
             run.finish(Phase.FINISHED_OK, result_context={})
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """In a plain script's main thread, let SIGTERM unwind as SystemExit.
+
+    Python's default for SIGTERM ends the process on the spot, leaving the
+    operation "running" until its heartbeat goes stale. Servers and workers
+    (uvicorn, daphne, Celery) install handlers of their own; those stay untouched.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    if not in_main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class Run:
@@ -87,6 +128,11 @@ class Run:
         op.stage_states = self._stage_states = dict(op.stage_states)
         self._db = router.db_for_write(type(op), instance=op)
         self._finished = False
+        self.interrupt_requested = False
+
+    def interrupt(self) -> None:
+        """Ask ``run()`` to stop at its next ``check_cancelled()`` (the process is exiting)."""
+        self.interrupt_requested = True
 
     @property
     def _queryset(self) -> Any:
@@ -130,6 +176,7 @@ class Run:
         result_context: Mapping[str, Any] | None = None,
         error_message: str = "",
         traceback: str = "",
+        interrupted: bool = False,
     ) -> None:
         """Store the terminal state and publish it once the transaction commits."""
         if self._finished:
@@ -144,6 +191,7 @@ class Run:
             result_context=result_context,
             error_message=error_message,
             traceback=traceback,
+            interrupted=interrupted,
             stages=self._stages(),
         )
         try:
@@ -154,7 +202,9 @@ class Run:
 
     def _store_terminal(self, view: StateView) -> None:
         with transaction.atomic(using=self._db):
-            self._queryset.update(
+            # Only an operation nobody else ended: a run that was declared lost or
+            # interrupted meanwhile keeps that end, and shows no other.
+            stored = self._queryset.filter(finished_on__isnull=True).update(
                 **_progress_columns(view, self.state.log_seq),
                 finished_on=timezone.now(),
                 finished_successfully=view.phase is Phase.FINISHED_OK,
@@ -166,7 +216,12 @@ class Run:
                 stage_states=self._stage_states,
                 version=view.version,
                 heartbeat_on=timezone.now(),
+                interrupted=view.interrupted,
             )
+            if not stored:
+                logger.warning("liveops: %s was ended elsewhere; dropping its own end.", self.op)
+                self.channel.close()
+                return
             transaction.on_commit(self.channel.finish, using=self._db)
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:

@@ -132,7 +132,7 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         "op": op,
         "view": view,
         "region_id": region_id(op, region),
-        "phase_label": _(_PHASE_LABELS[view.phase]),
+        "phase_label": _("Interrupted") if view.interrupted else _(_PHASE_LABELS[view.phase]),
         "is_terminal": view.phase.is_terminal,
         "staff": staff,
     }

@@ -44,6 +44,8 @@ class LiveOperation(models.Model):
     finished_successfully = models.BooleanField(_("finished successfully"), default=False)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     cancelled = models.BooleanField(_("cancelled"), default=False)
+    # Ended from outside run(): its process shut down, or went away (lost heartbeat).
+    interrupted = models.BooleanField(_("interrupted"), default=False, editable=False)
     traceback = models.TextField(_("traceback"), blank=True, editable=False)
     error_message = models.TextField(_("error message"), blank=True, editable=False)
     result_context = models.JSONField(_("result"), null=True, blank=True, editable=False)
@@ -132,6 +134,7 @@ class LiveOperation(models.Model):
             result_context=self.result_context,
             error_message=self.error_message,
             traceback=self.traceback,
+            interrupted=self.interrupted,
         )
 
     # --- running -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from liveops.exceptions import OperationCancelled
+from liveops.exceptions import OperationCancelled, OperationInterrupted
 from liveops.state import (
     ERROR_MAX,
     STAGE_NAME_MAX,
@@ -138,6 +138,8 @@ class Progress:
 
     def check_cancelled(self) -> None:
         """Raise OperationCancelled when a cancel was requested (reads at most every 0.5 s)."""
+        if self._run.interrupt_requested:
+            raise OperationInterrupted()
         now = time.monotonic()
         if now < self._next_cancel_check:
             return

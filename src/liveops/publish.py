@@ -245,3 +245,27 @@ def get_publisher() -> Publisher:
 def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Remember the server's event loop (called by the consumer on connect)."""
     _publisher.bind_server_loop(loop)
+
+
+def publish_snapshot(op: LiveOperation) -> None:
+    """Send every region of ``op`` as stored, to its viewers (for ends decided outside run()).
+
+    Call it after the state is committed; it waits (bounded) for the send unless
+    called on an event loop.
+    """
+    view = op.to_view()
+    message: dict[str, Any] = {
+        "type": MESSAGE_TYPE,
+        "group": group_name(op.live_label(), op.pk),
+        "frame": frame(render_regions(op, view, log_max=get_settings().LOG_TAIL)),
+        "terminal": view.phase.is_terminal,
+    }
+    publisher = get_publisher()
+    future = asyncio.run_coroutine_threadsafe(
+        publisher.send(message["group"], message), publisher.loop
+    )
+    if _running_loop() is None:
+        try:
+            future.result(FINISH_TIMEOUT)
+        except FutureTimeout:
+            logger.warning("liveops: the update of %s is late.", op)

@@ -89,6 +89,7 @@ class StateView:
     result_context: Mapping[str, Any] | None = None
     error_message: str = ""
     traceback: str = ""
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class LiveState:
         result_context: Mapping[str, Any] | None = None,
         error_message: str = "",
         traceback: str = "",
+        interrupted: bool = False,
         stages: tuple[tuple[str, StageState], ...] | None = None,
     ) -> StateView:
         """Enter a terminal phase; every region becomes dirty. Return the terminal view.
@@ -209,6 +211,7 @@ class LiveState:
                 result_context=result_context,
                 error_message=error_message,
                 traceback=traceback,
+                interrupted=interrupted,
             )
             if phase is Phase.FINISHED_OK and fields["total"] is None and not fields["done"]:
                 fields["percent"] = 100.0  # an unsized count keeps showing its count

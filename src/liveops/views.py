@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import translation
 from django.views.generic import DetailView
 
+from liveops.liveness import ensure_fresh
 from liveops.models import LiveOperation, get_operation_model
 
 __all__ = ["LiveOperationCreateMixin", "LiveOperationView"]
@@ -30,7 +31,7 @@ class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-ar
         op = model._default_manager.filter(pk=self.kwargs["pk"]).first()
         if op is None or not op.can_view(self.request.user):
             raise Http404("No such operation.")
-        return op
+        return ensure_fresh(op)
 
     def get_template_names(self) -> list[str]:
         """Prefer ``<app_label>/<model_name>_detail.html``, then the package's page."""

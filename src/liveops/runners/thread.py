@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from uuid import UUID
 
 from django.db import close_old_connections, connections
@@ -18,27 +19,33 @@ logger = logging.getLogger("liveops")
 
 
 class ThreadRunner(Runner):
-    """Run operations in a pool of ``THREAD_WORKERS`` threads; more wait their turn."""
+    """Run operations in ``THREAD_WORKERS`` threads; more wait their turn in a queue.
+
+    The threads are daemons, so a server that is asked to stop does not wait for
+    long operations: at exit, the heartbeat's exit hook ends the operations still
+    running here as interrupted, and their viewers see it.
+    """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=get_settings().THREAD_WORKERS, thread_name_prefix="liveops-run"
-        )
+        self._queue: queue.SimpleQueue[tuple[str, UUID | str]] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"liveops-run-{n}", daemon=True)
+            for n in range(get_settings().THREAD_WORKERS)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def enqueue(self, label: str, pk: UUID | str) -> None:
         """Queue the operation for the next free thread."""
-        self._pool.submit(_execute_in_thread, label, pk)
+        self._queue.put((label, pk))
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop taking work; with ``wait``, let running operations finish."""
-        self._pool.shutdown(wait=wait)
-
-
-def _execute_in_thread(label: str, pk: UUID | str) -> None:
-    close_old_connections()
-    try:
-        execute(label, pk)
-    except Exception:
-        logger.exception("liveops: running %s %s failed outside run()", label, pk)
-    finally:
-        connections.close_all()  # this thread's connections only
+    def _work(self) -> None:
+        while True:
+            label, pk = self._queue.get()
+            close_old_connections()
+            try:
+                execute(label, pk)
+            except Exception:
+                logger.exception("liveops: running %s %s failed outside run()", label, pk)
+            finally:
+                connections.close_all()  # this thread's connections only

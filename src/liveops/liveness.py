@@ -1,0 +1,222 @@
+"""Nothing stays "running" forever: heartbeats, lost operations, and interrupted ones.
+
+A running operation's process refreshes ``heartbeat_on`` every
+``HEARTBEAT_SECONDS`` from one thread per process (on its own database
+connection, so it commits even while ``run()`` holds a transaction). An operation
+whose heartbeat is older than ``STALE_SECONDS`` was lost — its worker was killed
+or its machine went away — and is ended as interrupted: lazily when someone
+looks (a snapshot, the live page), by the watchdog of every server process that
+has viewers of it, and by ``manage.py liveops_sweep``. A process that shuts down
+cleanly ends its own running operations as interrupted before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from django.db import close_old_connections, connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from liveops.conf import get_settings
+from liveops.models import LiveOperation
+from liveops.publish import publish_snapshot
+
+if TYPE_CHECKING:
+    from liveops.execution import Run
+
+__all__ = [
+    "INTERRUPTED_MESSAGE",
+    "LOST_MESSAGE",
+    "end_as_interrupted",
+    "ensure_fresh",
+    "expire_stale",
+    "heartbeat",
+    "is_stale",
+    "watchdog",
+]
+
+logger = logging.getLogger("liveops")
+
+LOST_MESSAGE = (
+    "This operation stopped responding: the process running it went away. You can start it again."
+)
+INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it shut down."
+
+
+def _running(model: type[LiveOperation]) -> Any:
+    return model._default_manager.filter(started_on__isnull=False, finished_on__isnull=True)
+
+
+def end_as_interrupted(
+    model: type[LiveOperation], pks: Iterable[UUID | str], message: str, *, stale_only: bool
+) -> list[LiveOperation]:
+    """End the still-running operations among ``pks`` as interrupted; publish each end.
+
+    With ``stale_only``, only those whose heartbeat is older than ``STALE_SECONDS``.
+    The UPDATE is conditional, so of several processes deciding at once one wins,
+    and an operation that finished meanwhile keeps its real end. Return the ended.
+    """
+    candidates = _running(model).filter(pk__in=list(pks))
+    if stale_only:
+        cutoff = timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
+        candidates = candidates.filter(heartbeat_on__lt=cutoff)
+    ended = []
+    for op in candidates:
+        stages = {
+            name: ("failed" if state == "active" else state)
+            for name, state in op.stage_states.items()
+        }
+        with transaction.atomic():
+            won = (
+                candidates.filter(pk=op.pk).update(
+                    finished_on=timezone.now(),
+                    finished_successfully=False,
+                    interrupted=True,
+                    error_message=message,
+                    current_stage="",
+                    stage_states=stages,
+                    version=F("version") + 1,
+                )
+                == 1
+            )
+        if won:
+            op.refresh_from_db()
+            logger.warning("liveops: %s ended as interrupted: %s", op, message)
+            publish_snapshot(op)
+            ended.append(op)
+    return ended
+
+
+def is_stale(op: LiveOperation) -> bool:
+    """Return whether ``op`` looks running but its heartbeat stopped (no query)."""
+    if op.started_on is None or op.finished_on is not None or op.heartbeat_on is None:
+        return False
+    return op.heartbeat_on < timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
+
+
+def ensure_fresh(op: LiveOperation) -> LiveOperation:
+    """Return ``op``, first ended as lost (and reloaded) if its heartbeat is stale."""
+    if is_stale(op):
+        expire_stale(type(op), [op.pk])
+        op.refresh_from_db()
+    return op
+
+
+def expire_stale(model: type[LiveOperation], pks: Iterable[UUID | str] | None = None) -> int:
+    """End the lost operations of ``model`` (all of them, or those in ``pks``); count them."""
+    if pks is None:
+        cutoff = timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
+        pks = _running(model).filter(heartbeat_on__lt=cutoff).values_list("pk", flat=True)
+    return len(end_as_interrupted(model, pks, LOST_MESSAGE, stale_only=True))
+
+
+class Heartbeat:
+    """One thread per process: refresh the heartbeat of every run in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, Run] = {}
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def add(self, run: Run) -> None:
+        """Start beating for ``run`` (and end it as interrupted if the process exits)."""
+        with self._lock:
+            self._runs[id(run)] = run
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._beat_forever, name="liveops-heartbeat", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.interrupt_all)
+
+    def remove(self, run: Run) -> None:
+        """Stop beating for ``run``."""
+        with self._lock:
+            self._runs.pop(id(run), None)
+
+    def runs(self) -> list[Run]:
+        """Return the runs of this process."""
+        with self._lock:
+            return list(self._runs.values())
+
+    def beat(self) -> None:
+        """Refresh the heartbeat of every run now (one UPDATE per model)."""
+        by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
+        for run in self.runs():
+            by_model[type(run.op)].append(run.op.pk)
+        now = timezone.now()
+        for model, pks in by_model.items():
+            _running(model).filter(pk__in=pks).update(heartbeat_on=now)
+
+    def _beat_forever(self) -> None:
+        while True:
+            self._wake.wait(get_settings().HEARTBEAT_SECONDS)
+            self._wake.clear()
+            try:
+                close_old_connections()
+                self.beat()
+            except Exception:
+                logger.exception("liveops: the heartbeat failed; it will try again")
+
+    def interrupt_all(self) -> None:
+        """End every run of this process as interrupted (the process is shutting down)."""
+        by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
+        for run in self.runs():
+            run.interrupt()
+            by_model[type(run.op)].append(run.op.pk)
+        for model, pks in by_model.items():
+            try:
+                end_as_interrupted(model, pks, INTERRUPTED_MESSAGE, stale_only=False)
+            except Exception:
+                logger.exception("liveops: could not mark %s interrupted", pks)
+        connections.close_all()
+
+
+heartbeat = Heartbeat()
+
+
+class Watchdog:
+    """In a server process: end the lost operations that local sockets are watching."""
+
+    def __init__(self) -> None:
+        self._watched: Counter[tuple[type[LiveOperation], Any]] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, model: type[LiveOperation], pk: Any) -> None:
+        """Count one more local viewer of ``pk``; start the watchdog on this loop if needed."""
+        self._watched[(model, pk)] += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._patrol())
+
+    def unwatch(self, model: type[LiveOperation], pk: Any) -> None:
+        """Count one viewer fewer."""
+        key = (model, pk)
+        self._watched[key] -= 1
+        if self._watched[key] <= 0:
+            del self._watched[key]
+
+    async def _patrol(self) -> None:
+        while self._watched:
+            await asyncio.sleep(get_settings().HEARTBEAT_SECONDS)
+            by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
+            for model, pk in list(self._watched):
+                by_model[model].append(pk)
+            for model, pks in by_model.items():
+                try:
+                    await database_sync_to_async(expire_stale)(model, pks)
+                except Exception:
+                    logger.exception("liveops: the watchdog could not check %s", model)
+
+
+watchdog = Watchdog()

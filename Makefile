@@ -31,7 +31,7 @@ test-lts: $(LTS_STAMP)
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
 	cd example && ../$(PY) manage.py demo_user
-	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000 --lifespan off
+	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000
 
 test: install
 	@scripts/ensure-chromium

@@ -49,7 +49,13 @@ DATABASES = {
     }
 }
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-LIVEOPS = {"RUNNER": "eager"}
+# Server and worker processes started by the tests pick their runner and
+# heartbeat through the environment.
+LIVEOPS = {
+    "RUNNER": os.environ.get("LIVEOPS_TEST_RUNNER", "eager"),
+    "HEARTBEAT_SECONDS": float(os.environ.get("LIVEOPS_TEST_HEARTBEAT", "10")),
+    "STALE_SECONDS": float(os.environ.get("LIVEOPS_TEST_STALE", "30")),
+}
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en"

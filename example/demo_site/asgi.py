@@ -20,18 +20,23 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 import liveops.routing  # noqa: E402
+from liveops.asgi import LiveOpsLifespan  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        # Plain HTTP goes to Django's views. ASGIStaticFilesHandler serves /static/ the
-        # way runserver does, since uvicorn and daphne do not; in production, serve
-        # static files with WhiteNoise or your web server and use django_asgi_app alone.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
-        # WebSockets, from the inside out: route /ws/liveops/ to the liveops consumer;
-        # give it scope["user"] from the session cookie (it checks who may watch what);
-        # refuse connections opened by pages of other sites (Origin vs ALLOWED_HOSTS).
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(liveops.routing.websocket_urlpatterns))
-        ),
-    }
+# LiveOpsLifespan: when the server stops (SIGTERM, Ctrl-C), operations still running
+# in this process's thread runner are shown as interrupted instead of "running".
+application = LiveOpsLifespan(
+    ProtocolTypeRouter(
+        {
+            # Plain HTTP goes to Django's views. ASGIStaticFilesHandler serves /static/ the
+            # way runserver does, since uvicorn and daphne do not; in production, serve
+            # static files with WhiteNoise or your web server and use django_asgi_app alone.
+            "http": ASGIStaticFilesHandler(django_asgi_app),
+            # WebSockets, from the inside out: route /ws/liveops/ to the liveops consumer;
+            # give it scope["user"] from the session cookie (it checks who may watch what);
+            # refuse connections opened by pages of other sites (Origin vs ALLOWED_HOSTS).
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(liveops.routing.websocket_urlpatterns))
+            ),
+        }
+    )
 )

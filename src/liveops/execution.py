@@ -24,7 +24,7 @@ from django.utils import timezone, translation
 
 from liveops.conf import get_settings
 from liveops.exceptions import OperationCancelled, OperationInterrupted
-from liveops.liveness import INTERRUPTED_MESSAGE, heartbeat
+from liveops.liveness import INTERRUPTED_MESSAGE, end_as_interrupted, heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.progress import Progress
 from liveops.publish import get_publisher
@@ -44,22 +44,30 @@ _OPEN_STAGE_ENDS = {
 
 def execute(label: str, pk: UUID | str) -> None:
     """Claim and run the operation ``label``/``pk``; do nothing when it was claimed already."""
-    model = get_operation_model(label)
-    now = timezone.now()
-    claimable = model._default_manager.filter(
-        pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
-    )
-    if not claimable.update(started_on=now, heartbeat_on=now):
-        logger.info("liveops: %s %s was claimed already (or is gone); not running it.", label, pk)
-        return
-    op = model._default_manager.get(pk=pk)
-    run = Run(op)
-    heartbeat.add(run)
-    try:
-        with _sigterm_as_exit():
+    with _sigterm_as_exit():
+        model = get_operation_model(label)
+        now = timezone.now()
+        claimable = model._default_manager.filter(
+            pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
+        )
+        if not claimable.update(started_on=now, heartbeat_on=now):
+            logger.info(
+                "liveops: %s %s was claimed already (or is gone); not running it.", label, pk
+            )
+            return
+        run: Run | None = None
+        try:
+            run = Run(model._default_manager.get(pk=pk))
+            heartbeat.add(run)
             _run(run)
-    finally:
-        heartbeat.remove(run)
+        except BaseException:
+            # Stopped before run() could record its own end (e.g. SIGTERM at the start).
+            if run is None or not run.finished:
+                end_as_interrupted(model, [pk], INTERRUPTED_MESSAGE, stale_only=False)
+            raise
+        finally:
+            if run is not None:
+                heartbeat.remove(run)
 
 
 def _run(run: Run) -> None:
@@ -129,6 +137,11 @@ class Run:
         self._db = router.db_for_write(type(op), instance=op)
         self._finished = False
         self.interrupt_requested = False
+
+    @property
+    def finished(self) -> bool:
+        """Return whether this run stored (or tried to store) its end."""
+        return self._finished
 
     def interrupt(self) -> None:
         """Ask ``run()`` to stop at its next ``check_cancelled()`` (the process is exiting)."""

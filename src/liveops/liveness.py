@@ -196,8 +196,9 @@ class Watchdog:
     def watch(self, model: type[LiveOperation], pk: Any) -> None:
         """Count one more local viewer of ``pk``; start the watchdog on this loop if needed."""
         self._watched[(model, pk)] += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._patrol())
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._patrol())
 
     def unwatch(self, model: type[LiveOperation], pk: Any) -> None:
         """Count one viewer fewer."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, ClassVar
 
 from django.db import models
@@ -34,3 +35,37 @@ class Gated(LiveOperation):
         p.log("line one")
         self.GATES[self.pk].wait(30)
         p.result(answer=42)
+
+
+class Endless(LiveOperation):
+    """Works until it is cancelled, interrupted or killed (for the liveness tests)."""
+
+    stages = ["Work"]
+
+    def run(self, p: Progress) -> None:
+        with p.stage("Work"):
+            p.status("working")
+            while True:
+                time.sleep(0.02)
+                p.log("still working")
+                p.check_cancelled()
+
+
+class CountedRun(models.Model):
+    """One run of a ``Counted`` operation, written by whichever process ran it."""
+
+    operation_id = models.UUIDField(db_index=True)
+    pid = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"run of {self.operation_id} in process {self.pid}"
+
+
+class Counted(LiveOperation):
+    """Records each of its runs in ``CountedRun``, so tests count runs across processes."""
+
+    def run(self, p: Progress) -> None:
+        import os
+
+        CountedRun.objects.create(operation_id=self.pk, pid=os.getpid())
+        p.result(runs=CountedRun.objects.filter(operation_id=self.pk).count(), pid=os.getpid())

@@ -26,7 +26,8 @@ $(LTS_STAMP): pyproject.toml
 	@touch $(LTS_STAMP)
 
 test-lts: $(LTS_STAMP)
-	$(LTS_PY) -m pytest -m "not browser" -q -p no:cacheprovider
+	$(LTS_PY) -m pytest -m "not browser and not postgres" -q -p no:cacheprovider
+	$(LTS_PY) -m pytest -m postgres --ds=tests.settings_pg -q -p no:cacheprovider
 
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
@@ -38,7 +39,8 @@ test: install
 	$(PY) -m ruff check src tests example benchmarks
 	$(PY) -m ruff format --check src tests example benchmarks
 	$(PY) -m mypy
-	$(PY) -m pytest -m "not browser"
+	$(PY) -m pytest -m "not browser and not postgres"
+	$(PY) -m pytest -m postgres --ds=tests.settings_pg -p no:cacheprovider
 	$(PY) -m pytest -m browser -p no:cacheprovider
 	$(MAKE) --no-print-directory test-lts
 

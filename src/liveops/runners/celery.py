@@ -1,0 +1,65 @@
+"""The celery runner: a Celery task that carries only the operation's type label and pk.
+
+Workers must import this module so that they know the task ``liveops.run_operation``:
+add ``CELERY_IMPORTS = ["liveops.runners.celery"]`` to the Django settings (with the
+usual ``namespace="CELERY"``), or ``app.conf.imports`` in your Celery app module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    from celery import current_app, shared_task  # type: ignore[import-untyped]
+except ImportError as exc:
+    raise ImproperlyConfigured(
+        "LIVEOPS['RUNNER'] is 'celery', but Celery is not installed: "
+        f"pip install django-liveops[celery] ({exc})."
+    ) from exc
+
+from liveops.conf import get_settings
+from liveops.execution import execute
+from liveops.runners import Runner
+
+__all__ = ["TASK_NAME", "CeleryRunner", "run_operation"]
+
+#: The task's registered name; stable, so queued messages survive an upgrade.
+TASK_NAME = "liveops.run_operation"
+
+
+# acks_late + reject_on_worker_lost: delivery is at least once. A message is acknowledged
+# only after execute() returns, so a worker that dies before claiming the operation does
+# not lose it; a redelivery after the claim (a crash mid-run, a visibility timeout, a
+# duplicate) runs nothing, because execute() claims with a conditional UPDATE. The result
+# lives on the operation's row, so Celery stores none.
+@shared_task(  # type: ignore[untyped-decorator]
+    name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def run_operation(label: str, pk: str) -> None:
+    """Claim and run operation ``pk`` of type ``label`` in this worker."""
+    execute(label, pk)
+
+
+class CeleryRunner(Runner):
+    """Send each operation to a Celery worker, with ``LIVEOPS['CELERY_TASK_OPTIONS']``."""
+
+    def enqueue(self, label: str, pk: UUID | str) -> None:
+        """Send the task ``liveops.run_operation(label, pk)`` to the broker."""
+        _check_app()
+        run_operation.apply_async(args=(label, str(pk)), **get_settings().CELERY_TASK_OPTIONS)
+
+
+def _check_app() -> None:
+    # Without a configured app Celery falls back to its "default" app and a local AMQP
+    # broker: the message would go where no worker of this project listens.
+    app: Any = current_app._get_current_object()
+    if app.main == "default" and not app.fixups:
+        raise ImproperlyConfigured(
+            "LIVEOPS['RUNNER'] is 'celery', but this process has no Celery app: Celery "
+            "would send the operation to its fallback broker (amqp://localhost). Import "
+            "your app in your project package's __init__.py "
+            "('from .celery import app as celery_app'), as Celery's Django guide shows."
+        )

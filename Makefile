@@ -1,5 +1,7 @@
 # make demo: the demo site on http://127.0.0.1:8000 (SQLite, in-memory layer, thread runner)
 # make test: the whole test suite (installs what it needs first)
+# make demo-stack: the demo as a multi-process deployment (PostgreSQL, Redis, Celery,
+#                  uvicorn :8000 + daphne :8001)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -8,7 +10,7 @@ LTS_VENV ?= .venv-django52
 LTS_PY := $(LTS_VENV)/bin/python
 LTS_STAMP := $(LTS_VENV)/.installed
 
-.PHONY: demo test test-lts install lint format clean
+.PHONY: demo demo-stack test test-lts install lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
@@ -33,6 +35,9 @@ demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
 	cd example && ../$(PY) manage.py demo_user
 	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000
+
+demo-stack: install
+	scripts/demo-stack
 
 test: install
 	@scripts/ensure-chromium

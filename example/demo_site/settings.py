@@ -7,12 +7,17 @@ Environment variables (all optional):
   (channels_redis), so several server processes and outside workers share them.
 - ``LIVEOPS_DEMO_RUNNER``: where operations run (default ``thread``: in the server process).
 - ``LIVEOPS_DEMO_DEBUG``: ``0`` turns ``DEBUG`` off (default on).
+- ``LIVEOPS_DEMO_DATABASE_URL``: ``postgres://USER[:PASSWORD]@HOST[:PORT]/NAME``;
+  PostgreSQL instead of SQLite (``make demo-stack``).
+- ``LIVEOPS_DEMO_CELERY_BROKER``: Celery's broker for ``LIVEOPS_DEMO_RUNNER=celery``
+  (default ``redis://127.0.0.1:6379/3``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,7 +82,28 @@ DATABASES = {
     }
 }
 
+if os.environ.get("LIVEOPS_DEMO_DATABASE_URL"):
+    _db = urlsplit(os.environ["LIVEOPS_DEMO_DATABASE_URL"])
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _db.path.lstrip("/"),
+            "USER": _db.username or "",
+            "PASSWORD": _db.password or "",
+            "HOST": _db.hostname or "",
+            "PORT": str(_db.port or ""),
+        }
+    }
+
+# Celery, for LIVEOPS_DEMO_RUNNER=celery (the app is demo_site/celery.py).
+CELERY_BROKER_URL = os.environ.get("LIVEOPS_DEMO_CELERY_BROKER", "redis://127.0.0.1:6379/3")
+CELERY_IMPORTS = ["liveops.runners.celery"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+
 if os.environ.get("LIVEOPS_DEMO_REDIS"):
+    import redis
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -89,6 +115,8 @@ if os.environ.get("LIVEOPS_DEMO_REDIS"):
                         "socket_timeout": None,
                         # redis-py's default pool of 100 fails a burst of connects.
                         "max_connections": 1000,
+                        # Pooled connections from before a Redis restart fail once without it.
+                        "retry_on_error": [redis.exceptions.ConnectionError],
                     }
                 ],
             },

@@ -14,5 +14,7 @@ class LiveOpsConfig(AppConfig):
 
     def ready(self) -> None:
         from liveops.checks import check_settings
+        from liveops.checks_redis import check_redis_layers
 
         checks.register(check_settings, "liveops")
+        checks.register(check_redis_layers, "liveops")

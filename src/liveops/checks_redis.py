@@ -37,6 +37,7 @@ MIN_MAX_CONNECTIONS = 1000
 _BRPOP_TIMEOUT = 5.0
 
 _CORE = "channels_redis.core.RedisChannelLayer"
+_PASSWORD = re.compile(r"(\w+://[^:@/\s'\"]*):[^@/\s'\"]+@")
 
 
 def check_redis_layers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -80,10 +81,10 @@ def _check_host(alias: str, index: int, host: object, brpop_timeout: float) -> l
         )
         messages.append(
             CheckWarning(
-                f"{where} is {host!r}, which {what}: every WebSocket idle for "
+                f"{where} is {_shown(host)}, which {what}: every WebSocket idle for "
                 f"{brpop_timeout:g} seconds is then closed with code 1011 (TimeoutError "
                 "reading from Redis).",
-                hint=f"Give the host as {fixed!r} (socket_timeout None, or at least "
+                hint=f"Give the host as {_shown(fixed)} (socket_timeout None, or at least "
                 f"{2 * brpop_timeout:g} seconds), or install redis<8.",
                 id="liveops.W002",
             )
@@ -99,10 +100,10 @@ def _check_host(alias: str, index: int, host: object, brpop_timeout: float) -> l
         )
         messages.append(
             CheckWarning(
-                f"{where} is {host!r}, which allows {what}: the layer takes one connection "
+                f"{where} is {_shown(host)}, which allows {what}: the layer takes one connection "
                 f"per waiting consumer, so a burst of more than {DEFAULT_POOL_SIZE} "
                 "WebSocket connects fails in group_add with MaxConnectionsError.",
-                hint=f"Give the host as {fixed!r} (max_connections above the number of "
+                hint=f"Give the host as {_shown(fixed)} (max_connections above the number of "
                 "WebSockets one server process holds).",
                 id="liveops.W003",
             )
@@ -124,6 +125,13 @@ def _recommended(host: object, brpop_timeout: float) -> dict[str, Any]:
     if not _big_pool(fixed.get("max_connections")):
         fixed["max_connections"] = MIN_MAX_CONNECTIONS
     return fixed
+
+
+def _shown(host: object) -> str:
+    """Return ``repr(host)`` with its passwords masked (check output lands in logs)."""
+    if isinstance(host, Mapping) and "password" in host:
+        host = {**host, "password": "***"}
+    return _PASSWORD.sub(r"\1:***@", repr(host))
 
 
 def _url_options(host: object) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -164,10 +164,11 @@ class Heartbeat:
             self._wake.wait(get_settings().HEARTBEAT_SECONDS)
             self._wake.clear()
             try:
-                close_old_connections()
                 self.beat()
             except Exception:
                 logger.exception("liveops: the heartbeat failed; it will try again")
+            finally:
+                connections.close_all()  # this thread's: an idle session would block DB admin
 
     def interrupt_all(self) -> None:
         """End every run of this process as interrupted (the process is shutting down)."""

@@ -69,3 +69,34 @@ class Counted(LiveOperation):
 
         CountedRun.objects.create(operation_id=self.pk, pid=os.getpid())
         p.result(runs=CountedRun.objects.filter(operation_id=self.pk).count(), pid=os.getpid())
+
+
+class Pulsed(LiveOperation):
+    """Reports ``steps`` steps, each held until a test releases it (for tests/test_e2e_stack.py).
+
+    Step ``i`` sets the percent to ``100 * i / steps`` and logs ``"step i"``, then polls
+    its own row every 50 ms until ``released >= i``: the test, in another process, can
+    look at every viewer while the operation is mid-run, then let it go on. A step not
+    released within ``wait_seconds`` fails the operation. The result names the process.
+    """
+
+    steps = models.PositiveSmallIntegerField(default=2)
+    released = models.PositiveSmallIntegerField(default=0)
+    wait_seconds = models.FloatField(default=30.0)
+
+    def run(self, p: Progress) -> None:
+        import os
+
+        for step in range(1, self.steps + 1):
+            p.percent(100 * step / self.steps)
+            p.log(f"step {step}")
+            self._wait_for_release(step)
+        p.result(steps=self.steps, pid=os.getpid())
+
+    def _wait_for_release(self, step: int) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        released = type(self)._default_manager.filter(pk=self.pk, released__gte=step)
+        while not released.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"step {step} was not released within {self.wait_seconds} s")
+            time.sleep(0.05)

@@ -25,11 +25,12 @@ import pytest
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from liveops.liveness import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, heartbeat
 from liveops.models import LiveOperation
+from liveops.runners import NOT_QUEUED_MESSAGE, Runner
 from tests.asgi import application
 from tests.testapp.models import Endless
 
@@ -279,3 +280,24 @@ async def _final_frame(viewer: WebsocketCommunicator) -> str:
         html: str = json.loads(await viewer.receive_from(timeout=STALE + 5))["liveop_html"]
         if "data-liveop-terminal" in html:
             return html
+
+
+class UnreachableQueue(Runner):
+    """A runner whose task queue is down, as a Celery broker can be."""
+
+    def enqueue(self, label: str, pk: Any) -> None:
+        raise ConnectionError("the broker is down")
+
+
+def test_an_operation_that_cannot_be_queued_fails_instead_of_waiting_forever(
+    settings: Any, user: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.LIVEOPS = {"RUNNER": "tests.test_liveness.UnreachableQueue"}
+    op = Endless.objects.create(owner=user)
+    with transaction.atomic():
+        op.enqueue()  # dispatched on commit: the caller gets no exception
+    op = stored(op)
+    assert op.get_state().value == "FINISHED_ERROR"
+    assert op.error_message == f"{NOT_QUEUED_MESSAGE} (ConnectionError)"
+    assert op.started_on is None
+    assert "could not queue" in caplog.text

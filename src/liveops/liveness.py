@@ -38,6 +38,7 @@ __all__ = [
     "INTERRUPTED_MESSAGE",
     "LOST_MESSAGE",
     "end_as_interrupted",
+    "end_unqueued",
     "ensure_fresh",
     "expire_stale",
     "heartbeat",
@@ -110,6 +111,23 @@ def ensure_fresh(op: LiveOperation) -> LiveOperation:
         expire_stale(type(op), [op.pk])
         op.refresh_from_db()
     return op
+
+
+def end_unqueued(label: str, pk: UUID | str, message: str) -> None:
+    """End an operation no runner would take as failed (only if it never started)."""
+    from liveops.models import get_operation_model
+
+    model = get_operation_model(label)
+    ended = model._default_manager.filter(
+        pk=pk, started_on__isnull=True, finished_on__isnull=True
+    ).update(
+        finished_on=timezone.now(),
+        finished_successfully=False,
+        error_message=message,
+        version=F("version") + 1,
+    )
+    if ended:
+        publish_snapshot(model._default_manager.get(pk=pk))
 
 
 def expire_stale(model: type[LiveOperation], pks: Iterable[UUID | str] | None = None) -> int:

@@ -143,11 +143,11 @@ class LiveOperation(models.Model):
         """Run the operation through the configured runner once the current transaction commits."""
         if self._state.adding:
             raise ValueError(f"Save {self!r} before enqueueing it.")
-        from liveops.runners import get_runner
+        from liveops.runners import dispatch
 
         label, pk = self.live_label(), self.pk
         using = router.db_for_write(type(self), instance=self)
-        transaction.on_commit(lambda: get_runner().enqueue(label, pk), using=using)
+        transaction.on_commit(lambda: dispatch(label, pk), using=using)
 
 
 def get_operation_model(label: str) -> type[LiveOperation]:

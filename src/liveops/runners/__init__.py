@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from uuid import UUID
 
 from django.core.exceptions import ImproperlyConfigured
@@ -11,7 +12,11 @@ from django.utils.module_loading import import_string
 
 from liveops.conf import get_settings
 
-__all__ = ["Runner", "get_runner"]
+__all__ = ["NOT_QUEUED_MESSAGE", "Runner", "dispatch", "get_runner"]
+
+logger = logging.getLogger("liveops")
+
+NOT_QUEUED_MESSAGE = "This operation could not be queued; please try again later."
 
 
 class Runner:
@@ -20,6 +25,21 @@ class Runner:
     def enqueue(self, label: str, pk: UUID | str) -> None:
         """Start running operation ``pk`` of type ``label`` (called after commit)."""
         raise NotImplementedError
+
+
+def dispatch(label: str, pk: UUID | str) -> None:
+    """Hand the operation to the runner; if that fails, end it as failed rather than queued.
+
+    Called after the creating transaction committed, so raising would leave an
+    operation that no worker will ever run, shown as "waiting to start" forever.
+    """
+    try:
+        get_runner().enqueue(label, pk)
+    except Exception as exc:
+        logger.exception("liveops: could not queue %s %s", label, pk)
+        from liveops.liveness import end_unqueued
+
+        end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
 
 
 @functools.cache

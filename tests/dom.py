@@ -86,9 +86,10 @@ class Page:
         if new_attempt < old_attempt:  # rule 1
             return False
         if new_attempt == old_attempt:
-            if _terminal(old) and not _terminal(new):  # rule 2
-                return False
-            if _int(new, "data-liveop-v") < _int(old, "data-liveop-v"):  # rule 3
+            if _terminal(old) != _terminal(new):  # rule 2: the end outranks any live state
+                if _terminal(old):
+                    return False
+            elif _int(new, "data-liveop-v") < _int(old, "data-liveop-v"):  # rule 3
                 return False
         if new.get("hx-swap-oob") == "beforeend":  # rule 4
             before = etree.tostring(old, with_tail=False)

@@ -269,6 +269,16 @@ def test_terminal_region_not_replaced_by_non_terminal_of_same_attempt(page: Page
     assert attr(page, "status", "data-liveop-terminal") == ""
 
 
+def test_an_end_decided_elsewhere_wins_over_newer_live_regions(page: Page) -> None:
+    """A lost worker's end carries the stored version, below the live ones shown."""
+    load(page, container())
+    apply(page, region("status", "Working", v=500))
+    lost = region("status", "Interrupted", v=13, terminal=True, state="FINISHED_ERROR")
+    assert apply(page, lost) == [rid("status")]
+    assert text(page, "status") == "Interrupted"
+    assert attr(page, "status", "data-liveop-terminal") == ""
+
+
 def test_higher_attempt_replaces_terminal_and_lower_attempt_is_dropped(page: Page) -> None:
     load(page, container())
     apply(page, region("status", "Failed", v=5, terminal=True, state="FINISHED_ERROR"))

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
 from liveops.conf import get_settings
-from liveops.models import LiveOperation
+from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import publish_snapshot
+from liveops.state import ALL_REGIONS
 
 if TYPE_CHECKING:
     from liveops.execution import Run
@@ -77,23 +78,21 @@ def end_as_interrupted(
             name: ("failed" if state == "active" else state)
             for name, state in op.stage_states.items()
         }
-        with transaction.atomic():
-            won = (
-                candidates.filter(pk=op.pk).update(
-                    finished_on=timezone.now(),
-                    finished_successfully=False,
-                    interrupted=True,
-                    error_message=message,
-                    current_stage="",
-                    stage_states=stages,
-                    version=F("version") + 1,
-                )
-                == 1
-            )
+        won = candidates.filter(pk=op.pk).update(
+            finished_on=timezone.now(),
+            finished_successfully=False,
+            interrupted=True,
+            error_message=message,
+            current_stage="",
+            stage_states=stages,
+            version=F("version") + 1,
+        )
         if won:
             op.refresh_from_db()
             logger.warning("liveops: %s ended as interrupted: %s", op, message)
-            publish_snapshot(op)
+            # Not the log: the database has none of a run that never stored its end,
+            # and the lines a viewer already holds are worth keeping on screen.
+            publish_snapshot(op, regions=[r for r in ALL_REGIONS if r != "log"])
             ended.append(op)
     return ended
 
@@ -115,8 +114,6 @@ def ensure_fresh(op: LiveOperation) -> LiveOperation:
 
 def end_unqueued(label: str, pk: UUID | str, message: str) -> None:
     """End an operation no runner would take as failed (only if it never started)."""
-    from liveops.models import get_operation_model
-
     model = get_operation_model(label)
     ended = model._default_manager.filter(
         pk=pk, started_on__isnull=True, finished_on__isnull=True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -24,7 +25,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 from liveops.conf import get_settings
 from liveops.fragments import frame, render_regions
 from liveops.models import LiveOperation
-from liveops.state import LiveState
+from liveops.state import ALL_REGIONS, LiveState
 
 __all__ = ["LiveChannel", "Publisher", "bind_server_loop", "get_publisher", "group_name"]
 
@@ -247,8 +248,8 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _publisher.bind_server_loop(loop)
 
 
-def publish_snapshot(op: LiveOperation) -> None:
-    """Send every region of ``op`` as stored, to its viewers (for ends decided outside run()).
+def publish_snapshot(op: LiveOperation, regions: Iterable[str] = ALL_REGIONS) -> None:
+    """Send ``regions`` of ``op`` as stored to its viewers (for ends decided outside run()).
 
     Call it after the state is committed; it waits (bounded) for the send unless
     called on an event loop.
@@ -257,7 +258,7 @@ def publish_snapshot(op: LiveOperation) -> None:
     message: dict[str, Any] = {
         "type": MESSAGE_TYPE,
         "group": group_name(op.live_label(), op.pk),
-        "frame": frame(render_regions(op, view, log_max=get_settings().LOG_TAIL)),
+        "frame": frame(render_regions(op, view, regions, log_max=get_settings().LOG_TAIL)),
         "terminal": view.phase.is_terminal,
     }
     publisher = get_publisher()

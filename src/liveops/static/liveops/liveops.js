@@ -92,7 +92,7 @@
     var oldAttempt = intAttr(old, "data-liveop-attempt");
     var newAttempt = intAttr(incoming, "data-liveop-attempt");
     if (newAttempt !== oldAttempt) return newAttempt < oldAttempt; // rule 1
-    if (isTerminal(old) && !isTerminal(incoming)) return true; // rule 2
+    if (isTerminal(old) !== isTerminal(incoming)) return isTerminal(old); // rule 2
     return intAttr(incoming, "data-liveop-v") < intAttr(old, "data-liveop-v"); // rule 3
   }
 

@@ -35,7 +35,9 @@ def redis_channel_layers(url: str, prefix: str) -> dict[str, Any]:
 
 
 LAYER_URL = os.environ.get("LIVEOPS_TEST_LAYER_URL", "redis://127.0.0.1:6379/15")
-CHANNEL_LAYERS = redis_channel_layers(LAYER_URL, os.environ.get("LIVEOPS_TEST_LAYER_PREFIX", "asgi"))
+CHANNEL_LAYERS = redis_channel_layers(
+    LAYER_URL, os.environ.get("LIVEOPS_TEST_LAYER_PREFIX", "asgi")
+)
 
 LIVEOPS = {
     **LIVEOPS,

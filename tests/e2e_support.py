@@ -1,0 +1,215 @@
+"""Processes and viewers of the end-to-end stack test (tests/test_e2e_stack.py).
+
+Every process listens on, or talks to, loopback only; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import lxml.html
+
+from tests.dom import Page
+from tests.pg_workers import WorkerProcess, python, wait_for
+
+#: Heartbeat and stale timeout of every process of the stack (tests/settings.py reads them).
+BEAT, STALE = 0.2, 1.0
+#: How long a process may take to answer after it was started.
+START_TIMEOUT = 30.0
+#: How long a viewer may take to show what the worker just did.
+SHOW_TIMEOUT = 10.0
+
+# Loopback only: never through a proxy the environment may name.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, cookie: str = "", timeout: float = 5.0) -> tuple[int, str]:
+    """GET ``url`` (with a Cookie header when given); return the status and the body."""
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    with _OPENER.open(request, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def answers(url: str) -> bool:
+    """Return whether ``url`` answers 200 now."""
+    try:
+        return http_get(url, timeout=1.0)[0] == 200
+    except OSError:
+        return False
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+class Server:
+    """An ASGI server process serving tests.asgi_stack on a loopback port."""
+
+    def __init__(self, kind: str, env: dict[str, str]) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = "tests.asgi_stack:application"
+        if kind == "uvicorn":
+            argv = python(
+                *("-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(self.port)),
+                *("--lifespan", "on", "--log-level", "warning"),
+            )
+        elif kind == "daphne":
+            argv = python(
+                *("-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "1", app)
+            )
+        else:
+            raise ValueError(f"unknown server {kind!r}")
+        self.process = WorkerProcess(kind, argv, env)
+
+    def wait_until_ready(self) -> None:
+        """Wait until it serves the client script (which proves static files work too)."""
+        wait_for(
+            lambda: answers(f"{self.url}/static/liveops/liveops.js"),
+            START_TIMEOUT,
+            f"{self.kind} serves /static/liveops/liveops.js on {self.url}",
+            watch=[self.process],
+        )
+
+
+def celery_worker(queue: str, env: dict[str, str]) -> tuple[WorkerProcess, str]:
+    """Start a solo Celery worker reading ``queue``; return it and its node name."""
+    node = f"{queue}@{socket.gethostname()}"
+    process = WorkerProcess(
+        f"celery worker {queue}",
+        python(
+            *("-m", "celery", "-A", "tests.celery_app", "worker", "-Q", queue, "-n", node),
+            *("--pool=solo", "--concurrency=1", "--loglevel=INFO"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ),
+        env,
+    )
+    return process, node
+
+
+def wait_for_celery(app: Any, node: str, process: WorkerProcess) -> None:
+    """Wait until the Celery worker ``node`` answers a ping."""
+    wait_for(
+        lambda: app.control.ping(destination=[node], timeout=0.5),
+        START_TIMEOUT,
+        f"the celery worker {node} answers a ping",
+        watch=[process],
+    )
+
+
+def db_worker(queue: str, env: dict[str, str]) -> WorkerProcess:
+    """Start django-tasks-db's db_worker reading ``queue``."""
+    return WorkerProcess(
+        f"db_worker {queue}",
+        python(
+            *("-m", "django", "db_worker", "--queue-name", queue),
+            *("--interval", "0.1", "--no-startup-delay", "--no-reload", "--verbosity", "2"),
+        ),
+        env,
+    )
+
+
+def wait_for_db_worker(process: WorkerProcess) -> None:
+    """Wait until the db_worker says it started."""
+    process.wait_for_output(r"Starting worker", timeout=START_TIMEOUT)
+
+
+def kill(process: WorkerProcess) -> None:
+    """SIGKILL ``process`` (no chance to say goodbye) and wait until it is gone."""
+    os.kill(process.pid, signal.SIGKILL)
+    wait_for(lambda: process.returncode is not None, 10, f"{process.name} is gone")
+    assert process.returncode == -signal.SIGKILL, process.returncode
+
+
+def logs(processes: list[WorkerProcess], lines: int = 30) -> str:
+    """Return the last lines of each process's output, for a failure message."""
+    parts = []
+    for process in processes:
+        with contextlib.suppress(OSError):
+            tail = "\n".join(process.output().splitlines()[-lines:])
+            parts.append(f"\n--- {process.name} (exit {process.returncode}) ---\n{tail}")
+    return "".join(parts)
+
+
+# --- a viewer without a browser ---------------------------------------------------------
+
+
+class SocketViewer:
+    """A WebSocket client that watches an operation's live page as liveops.js would.
+
+    It loads the page from a server (with a session cookie), connects to the socket the
+    page names, and applies every frame to its copy of the page with tests/dom.py, the
+    Python model of the client's rules (docs/protocol.md).
+    """
+
+    def __init__(self, base_url: str, path: str, cookie: str) -> None:
+        from websockets.sync.client import connect
+
+        status, html = http_get(base_url + path, cookie)
+        assert status == 200, f"GET {path} on {base_url} answered {status}"
+        self.page = Page(lxml.html.fromstring(html))
+        containers = self.page.root.xpath("//*[@data-liveop]")
+        assert len(containers) == 1, f"{path} has {len(containers)} live containers"
+        self.container_id = containers[0].get("id")
+        token, ws_path = containers[0].get("data-liveop"), containers[0].get("data-liveop-ws")
+        self.frames: list[str] = []
+        self._closing = contextlib.ExitStack()
+        self.socket = self._closing.enter_context(
+            connect(
+                f"ws://{urlsplit(base_url).netloc}{ws_path}?op={quote(token, safe='')}",
+                origin=base_url,  # type: ignore[arg-type]
+                additional_headers={"Cookie": cookie},
+                open_timeout=10,
+                close_timeout=2,
+                max_queue=None,  # frames wait here while the test looks at Chromium
+            )
+        )
+
+    def text(self, region: str) -> str:
+        """Return the text of one region, whitespace collapsed."""
+        element = self.page.find(f"{self.container_id}-{region}")
+        assert element is not None, f"no region {region!r} in the page"
+        return " ".join(element.text_content().split())
+
+    def pump(self, timeout: float) -> None:
+        """Apply the frames that arrive within ``timeout`` seconds (and any already there)."""
+        wait = timeout
+        while True:
+            try:
+                text = self.socket.recv(timeout=wait)
+            except TimeoutError:
+                return
+            assert isinstance(text, str), f"a binary frame: {text!r}"
+            self.frames.append(text)
+            self.page.apply_frame(text)
+            wait = 0
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
+        """Receive frames until ``condition()`` holds; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting until {what}; "
+                    f"{len(self.frames)} frame(s), the last: {self.frames[-1:]}"
+                )
+            self.pump(0.05)
+
+    def close(self) -> None:
+        """Close the socket (bounded by close_timeout)."""
+        self._closing.close()

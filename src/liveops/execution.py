@@ -1,8 +1,10 @@
 """``execute()``: the one path every runner takes to run an operation.
 
 1. Claim the operation with a conditional UPDATE, so a second delivery runs nothing.
-2. Run ``op.run(p)``, catching everything.
-3. Store the terminal state in one transaction; publish it once that commits.
+2. Run ``op.run(p)``, catching everything, while this process's heartbeat keeps
+   the operation fresh (``liveness.py``).
+3. Store the terminal state in one transaction, unless someone else ended the
+   operation meanwhile; publish it once that commits.
 """
 
 from __future__ import annotations

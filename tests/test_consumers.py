@@ -816,3 +816,37 @@ async def test_the_consumer_listens_on_the_configured_layer(settings: Any) -> No
     }
     settings.LIVEOPS = {"RUNNER": "eager", "CHANNEL_LAYER": "live"}
     assert LiveOperationConsumer().channel_layer_alias == "live"
+
+
+async def test_forwarding_a_fragment_skips_the_database_cleanup(
+    connect: Any, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live frames touch no database, so they skip Channels' per-message cleanup."""
+    import channels.consumer
+
+    op = await create(Scripted, user)
+    watcher = await connect(op.live_token, scope_user=user)
+    await next_frame(watcher)  # the snapshot
+    cleanups: list[int] = []
+    cleaned = asyncio.Event()
+    real_cleanup = channels.consumer.aclose_old_connections
+
+    async def counting_cleanup() -> None:
+        cleanups.append(1)
+        cleaned.set()
+        await real_cleanup()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_cleanup)
+    group = group_name(op.live_label(), op.pk)
+    for n in range(20):
+        frame = json.dumps({"liveop_html": f"<p>{n}</p>"})
+        message = {"type": MESSAGE_TYPE, "group": group, "frame": frame, "terminal": False}
+        await get_channel_layer().group_send(group, message)
+    for n in range(20):
+        assert json.loads(await watcher.receive_from(timeout=TIMEOUT)) == {
+            "liveop_html": f"<p>{n}</p>"
+        }
+    assert cleanups == []
+    await watcher.send_to(text_data="anything")  # other messages still get the cleanup
+    await asyncio.wait_for(cleaned.wait(), TIMEOUT)
+    assert cleanups == [1]

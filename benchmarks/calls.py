@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _peer  # noqa: E402
+from _net import answers, free_port  # noqa: E402
 
 SIDES = ("ours", "peer")
 LAYERS = ("memory", "redis")
@@ -209,20 +209,6 @@ class Bench(LiveOperation):
         for step in self.STEPS.get(self.pk, []):
             step(p)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

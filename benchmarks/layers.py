@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,28 +38,18 @@ from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _net import answers, free_port  # noqa: E402
+
 LAYERS = ("core", "pubsub")
 START_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 60.0
 #: After the worker exits, how long clients may take to receive the terminal frame.
 SETTLE_TIMEOUT = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float:

@@ -74,8 +74,8 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Check every requested operation and send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())
         self._groups: dict[str, _Request] = {}
-        self._watching = False
         self._user = self.scope.get("user") or AnonymousUser()
+        self._staff = bool(getattr(self._user, "is_staff", False))
         await self.accept()
         requests = self._parse_requests()
         if requests is None:
@@ -84,21 +84,15 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         known, rejected = self._resolve_models(requests)
         # Subscribe before reading the database, so no update falls between the two.
         for request in known:
-            await self.channel_layer.group_add(request.group, self.channel_name)
-            self._groups[request.group] = request
+            await self._join(request)
         snapshots, refused = await self._load_snapshots(known)
         rejected.update(refused)
         for request in rejected:
             if request.group in self._groups:
-                await self.channel_layer.group_discard(request.group, self.channel_name)
-                del self._groups[request.group]
+                await self._leave(request)
         if not self._groups:
             await self.close(code=min(rejected.values(), default=CloseCode.BAD_REQUEST))
             return
-        for request in self._groups.values():
-            assert request.model is not None
-            watchdog.watch(request.model, request.pk)
-        self._watching = True
         for request, code in rejected.items():
             await self.send_json_rejection(request.token, code)
         for html in snapshots:
@@ -106,10 +100,21 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Leave every group this socket joined."""
-        for group, request in getattr(self, "_groups", {}).items():
-            await self.channel_layer.group_discard(group, self.channel_name)
-            if request.model is not None and self._watching:
-                watchdog.unwatch(request.model, request.pk)
+        for request in list(getattr(self, "_groups", {}).values()):
+            await self._leave(request)
+
+    async def _join(self, request: _Request) -> None:
+        """Subscribe to the operation's group, and have the watchdog look after it."""
+        assert request.model is not None
+        await self.channel_layer.group_add(request.group, self.channel_name)
+        self._groups[request.group] = request
+        watchdog.watch(request.model, request.pk)
+
+    async def _leave(self, request: _Request) -> None:
+        assert request.model is not None
+        await self.channel_layer.group_discard(request.group, self.channel_name)
+        del self._groups[request.group]
+        watchdog.unwatch(request.model, request.pk)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore whatever the client sends: the protocol has nothing to say upstream."""
@@ -130,7 +135,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Forward a live fragment of an operation this socket watches."""
         if event.get("group") not in self._groups:
             return
-        if "staff_frame" in event and getattr(self._user, "is_staff", False):
+        if "staff_frame" in event and self._staff:
             await self.send(text_data=event["staff_frame"])
         else:
             await self.send(text_data=event["frame"])
@@ -179,7 +184,6 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             if request.model is not None:
                 by_model[request.model].append(request)
         log_max = get_settings().LOG_TAIL
-        staff = bool(getattr(self._user, "is_staff", False))
         snapshots: list[str] = []
         rejected: dict[_Request, int] = {}
         for model, wanted in by_model.items():
@@ -196,5 +200,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                         CloseCode.FORBIDDEN if authenticated else CloseCode.LOGIN_REQUIRED
                     )
                 else:
-                    snapshots.append(render_regions(op, op.to_view(), staff=staff, log_max=log_max))
+                    snapshots.append(
+                        render_regions(op, op.to_view(), staff=self._staff, log_max=log_max)
+                    )
         return snapshots, rejected

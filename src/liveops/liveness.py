@@ -135,19 +135,28 @@ def expire_stale(model: type[LiveOperation], pks: Iterable[UUID | str] | None = 
     return len(end_as_interrupted(model, pks, LOST_MESSAGE, stale_only=True))
 
 
+def _pks_by_model(
+    pairs: Iterable[tuple[type[LiveOperation], Any]],
+) -> dict[type[LiveOperation], list[Any]]:
+    by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
+    for model, pk in pairs:
+        by_model[model].append(pk)
+    return by_model
+
+
 class Heartbeat:
     """One thread per process: refresh the heartbeat of every run in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[int, Run] = {}
+        self._runs: set[Run] = set()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
     def add(self, run: Run) -> None:
         """Start beating for ``run`` (and end it as interrupted if the process exits)."""
         with self._lock:
-            self._runs[id(run)] = run
+            self._runs.add(run)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._beat_forever, name="liveops-heartbeat", daemon=True
@@ -158,20 +167,17 @@ class Heartbeat:
     def remove(self, run: Run) -> None:
         """Stop beating for ``run``."""
         with self._lock:
-            self._runs.pop(id(run), None)
+            self._runs.discard(run)
 
     def runs(self) -> list[Run]:
         """Return the runs of this process."""
         with self._lock:
-            return list(self._runs.values())
+            return list(self._runs)
 
     def beat(self) -> None:
         """Refresh the heartbeat of every run now (one UPDATE per model)."""
-        by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
-        for run in self.runs():
-            by_model[type(run.op)].append(run.op.pk)
         now = timezone.now()
-        for model, pks in by_model.items():
+        for model, pks in _pks_by_model((type(r.op), r.op.pk) for r in self.runs()).items():
             _running(model).filter(pk__in=pks).update(heartbeat_on=now)
 
     def _beat_forever(self) -> None:
@@ -187,11 +193,10 @@ class Heartbeat:
 
     def interrupt_all(self) -> None:
         """End every run of this process as interrupted (the process is shutting down)."""
-        by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
-        for run in self.runs():
+        runs = self.runs()
+        for run in runs:
             run.interrupt()
-            by_model[type(run.op)].append(run.op.pk)
-        for model, pks in by_model.items():
+        for model, pks in _pks_by_model((type(r.op), r.op.pk) for r in runs).items():
             try:
                 end_as_interrupted(model, pks, INTERRUPTED_MESSAGE, stale_only=False)
             except Exception:
@@ -217,7 +222,7 @@ class Watchdog:
             self._task = loop.create_task(self._patrol())
 
     def unwatch(self, model: type[LiveOperation], pk: Any) -> None:
-        """Count one viewer fewer."""
+        """Count one viewer fewer (of a ``pk`` not watched, nothing)."""
         key = (model, pk)
         self._watched[key] -= 1
         if self._watched[key] <= 0:
@@ -226,10 +231,7 @@ class Watchdog:
     async def _patrol(self) -> None:
         while self._watched:
             await asyncio.sleep(get_settings().HEARTBEAT_SECONDS)
-            by_model: dict[type[LiveOperation], list[Any]] = defaultdict(list)
-            for model, pk in list(self._watched):
-                by_model[model].append(pk)
-            for model, pks in by_model.items():
+            for model, pks in _pks_by_model(list(self._watched)).items():
                 try:
                     await database_sync_to_async(expire_stale)(model, pks)
                 except Exception:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -27,7 +27,15 @@ from liveops.fragments import frame, render_regions
 from liveops.models import LiveOperation
 from liveops.state import ALL_REGIONS, LiveState
 
-__all__ = ["LiveChannel", "Publisher", "bind_server_loop", "get_publisher", "group_name"]
+__all__ = [
+    "MESSAGE_TYPE",
+    "LiveChannel",
+    "Publisher",
+    "bind_server_loop",
+    "get_publisher",
+    "group_name",
+    "publish_snapshot",
+]
 
 logger = logging.getLogger("liveops")
 
@@ -130,7 +138,6 @@ class LiveChannel:
         self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
         self._last_sent = float("-inf")
         self._closed = False
-        self.messages_sent = 0
 
     def notify(self) -> None:
         """Tell the channel its state turned dirty (thread-safe, cheap)."""
@@ -160,13 +167,7 @@ class LiveChannel:
             new_log = None if "log" not in regions else changes.new_log
             html = render_regions(self._op, view, regions, new_log=new_log, log_max=self._log_max)
             self._last_sent = self._loop.time()
-            self.messages_sent += 1
-            message = {
-                "type": MESSAGE_TYPE,
-                "group": self._group,
-                "frame": frame(html),
-                "terminal": terminal,
-            }
+            message = _message(self._group, html, terminal)
             if view.traceback:
                 # Staff viewers see the traceback; nobody else's frame carries it.
                 staff_html = render_regions(
@@ -215,24 +216,37 @@ class LiveChannel:
         self._loop.call_soon_threadsafe(self._close)
 
     def finish(self) -> None:
-        """Send the terminal state now; wait for it unless called on the publisher's loop."""
-        future: Future[None] = asyncio.run_coroutine_threadsafe(self._finish(), self._loop)
-        running = _running_loop()
-        if running is not None and running in {self._loop, self._publisher._server_loop}:
-            return  # waiting here would block the loop that has to do the sending
-        try:
-            future.result(FINISH_TIMEOUT)
-        except FutureTimeout:
-            logger.warning(
-                "liveops: the final update of %s is late; it is stored all the same.", self._op
-            )
+        """Send the terminal state now (see ``_run_and_wait`` for the wait)."""
+        _run_and_wait(self._loop, self._finish(), f"the final update of {self._op}")
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def _in_event_loop() -> bool:
     try:
-        return asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
-        return None
+        return False
+    return True
+
+
+def _message(group: str, html: str, terminal: bool) -> dict[str, Any]:
+    return {"type": MESSAGE_TYPE, "group": group, "frame": frame(html), "terminal": terminal}
+
+
+def _run_and_wait(
+    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None], what: str
+) -> None:
+    """Run ``coroutine`` on the publisher's ``loop``; wait for it, bounded, from plain threads.
+
+    A thread that runs an event loop does not wait: blocking it could block the very
+    loop (the publisher's, or the server's for an in-memory layer) that has to deliver.
+    """
+    future: Future[None] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    if _in_event_loop():
+        return
+    try:
+        future.result(FINISH_TIMEOUT)
+    except FutureTimeout:
+        logger.warning("liveops: %s is late; it is stored all the same.", what)
 
 
 _publisher = Publisher()
@@ -255,18 +269,8 @@ def publish_snapshot(op: LiveOperation, regions: Iterable[str] = ALL_REGIONS) ->
     called on an event loop.
     """
     view = op.to_view()
-    message: dict[str, Any] = {
-        "type": MESSAGE_TYPE,
-        "group": group_name(op.live_label(), op.pk),
-        "frame": frame(render_regions(op, view, regions, log_max=get_settings().LOG_TAIL)),
-        "terminal": view.phase.is_terminal,
-    }
+    group = group_name(op.live_label(), op.pk)
+    html = render_regions(op, view, regions, log_max=get_settings().LOG_TAIL)
+    message = _message(group, html, view.phase.is_terminal)
     publisher = get_publisher()
-    future = asyncio.run_coroutine_threadsafe(
-        publisher.send(message["group"], message), publisher.loop
-    )
-    if _running_loop() is None:
-        try:
-            future.result(FINISH_TIMEOUT)
-        except FutureTimeout:
-            logger.warning("liveops: the update of %s is late.", op)
+    _run_and_wait(publisher.loop, publisher.send(group, message), f"the update of {op}")

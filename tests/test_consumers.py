@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import lxml.html
 import pytest
@@ -27,12 +26,11 @@ from django.utils import timezone
 from liveops.execution import execute
 from liveops.publish import MESSAGE_TYPE, group_name
 from liveops.state import ALL_REGIONS, Phase
-from tests.asgi import application
 from tests.testapp.models import Gated, Scripted
+from tests.viewers import open_viewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WS_PATH = "/ws/liveops/"
 TIMEOUT = 5
 PHASE_LABELS = {
     Phase.NOT_STARTED: "Waiting to start",
@@ -100,16 +98,8 @@ async def connect() -> AsyncIterator[Callable[..., Any]]:
         query: str | None = None,
         scope_user: Any = None,
     ) -> WebsocketCommunicator:
-        qs = urlencode([("op", token) for token in tokens]) if query is None else query
-        headers = [(b"host", b"testserver"), (b"origin", b"http://testserver")]
-        if cookie is not None:
-            headers.append((b"cookie", cookie))
-        communicator = WebsocketCommunicator(application, f"{WS_PATH}?{qs}", headers=headers)
-        if scope_user is not None:
-            communicator.scope["user"] = scope_user
+        communicator = await open_viewer(*tokens, query=query, user=scope_user, cookie=cookie)
         opened.append(communicator)
-        connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert connected
         return communicator
 
     yield _connect

@@ -36,9 +36,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from liveops.execution import execute
 from liveops.publish import FINISH_TIMEOUT, MESSAGE_TYPE, SEND_TIMEOUT, group_name
 from liveops.state import Phase
-from tests.asgi import application
 from tests.conftest import need
 from tests.testapp.models import Scripted
+from tests.viewers import open_viewer
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -201,14 +201,8 @@ async def connect(user: Any) -> AsyncIterator[Any]:
     opened: list[WebsocketCommunicator] = []
 
     async def _connect(op: Any) -> WebsocketCommunicator:
-        headers = [(b"host", b"testserver"), (b"origin", b"http://testserver")]
-        communicator = WebsocketCommunicator(
-            application, f"/ws/liveops/?op={op.live_token}", headers=headers
-        )
-        communicator.scope["user"] = user
+        communicator = await open_viewer(op.live_token, user=user)
         opened.append(communicator)
-        connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert connected
         return communicator
 
     yield _connect

@@ -31,8 +31,9 @@ from django.utils import timezone
 from liveops.liveness import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, heartbeat
 from liveops.models import LiveOperation
 from liveops.runners import NOT_QUEUED_MESSAGE, Runner
-from tests.asgi import application
+from tests.pg_workers import wait_for
 from tests.testapp.models import Endless
+from tests.viewers import open_viewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,15 +64,6 @@ def env_for_children(**extra: str) -> dict[str, str]:
     }
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    """Check ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.05)
-
-
 def stored(op: LiveOperation) -> LiveOperation:
     op.refresh_from_db()
     return op
@@ -89,7 +81,7 @@ def worker() -> Iterator[Callable[[LiveOperation], subprocess.Popen[bytes]]]:
             env=env_for_children(),
         )
         started.append(process)
-        wait_until(lambda: stored(op).started_on is not None, "the worker claimed it")
+        wait_for(lambda: stored(op).started_on is not None, DEADLINE, "the worker claimed it")
         return process
 
     yield start
@@ -111,7 +103,7 @@ def test_a_running_operation_keeps_its_heartbeat_fresh(user: Any, worker: Any) -
     op = Endless.objects.create(owner=user)
     worker(op)
     first = stored(op).heartbeat_on
-    wait_until(lambda: stored(op).heartbeat_on > first, "the heartbeat moved")
+    wait_for(lambda: stored(op).heartbeat_on > first, DEADLINE, "the heartbeat moved")
     assert stored(op).finished_on is None
 
 
@@ -120,7 +112,7 @@ def test_a_killed_worker_is_shown_lost_to_every_viewer(user: Any, worker: Any) -
     process = worker(op)
 
     async def watch() -> list[str]:
-        viewers = [await _viewer(op, user) for _ in range(2)]
+        viewers = [await open_viewer(op.live_token, user=user) for _ in range(2)]
         for viewer in viewers:
             snapshot = json.loads(await viewer.receive_from(timeout=5))["liveop_html"]
             assert 'data-liveop-state="STARTED"' in snapshot
@@ -170,8 +162,8 @@ def test_sigterm_to_a_server_with_the_thread_runner_interrupts_its_runs(user: An
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/test/enqueue/{op.live_label()}/{op.pk}/"
-        wait_until(lambda: _post(url), "the server answered")
-        wait_until(lambda: stored(op).started_on is not None, "a server thread claimed it")
+        wait_for(lambda: _post(url), DEADLINE, "the server answered")
+        wait_for(lambda: stored(op).started_on is not None, DEADLINE, "a server thread claimed it")
         server.send_signal(signal.SIGTERM)
         # A clean stop, not held up by the run (uvicorn re-raises the signal at the end).
         assert server.wait(DEADLINE) in {0, -signal.SIGTERM}
@@ -189,7 +181,7 @@ def test_a_lost_operation_is_shown_as_such_on_connect(user: Any) -> None:
     make_stale(op)
 
     async def snapshot() -> str:
-        viewer = await _viewer(op, user)
+        viewer = await open_viewer(op.live_token, user=user)
         html: str = json.loads(await viewer.receive_from(timeout=5))["liveop_html"]
         await viewer.disconnect()
         return html
@@ -260,18 +252,6 @@ def _post(url: str) -> bool:
             return True
     except OSError:
         return False
-
-
-async def _viewer(op: LiveOperation, user: Any) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(
-        application,
-        f"/ws/liveops/?op={op.live_token}",
-        headers=[(b"host", b"testserver"), (b"origin", b"http://testserver")],
-    )
-    communicator.scope["user"] = user
-    connected, _ = await communicator.connect(timeout=5)
-    assert connected
-    return communicator
 
 
 async def _final_frame(viewer: WebsocketCommunicator) -> str:

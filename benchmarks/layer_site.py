@@ -119,26 +119,12 @@ def _setup() -> None:
 
 
 def _worker(pk: str, seconds: float) -> None:
-    from channels.layers import get_channel_layer
+    import _stamp
     from tests.testapp.models import Scripted
 
     from liveops.execution import execute
 
-    layer = get_channel_layer()
-    assert layer is not None
-    original_group_send = layer.group_send
-    sent: list[int] = []
-
-    async def stamped_group_send(group: str, message: dict[str, Any]) -> None:
-        # The client reads seq and the send time from the frame; liveops.js ignores
-        # keys it does not know, so the frame stays a valid liveops frame.
-        frame = json.loads(message["frame"])
-        frame["bench"] = [len(sent), time.monotonic()]
-        message = {**message, "frame": json.dumps(frame, ensure_ascii=False)}
-        sent.append(len(message["frame"]))
-        await original_group_send(group, message)
-
-    layer.group_send = stamped_group_send  # type: ignore[method-assign]
+    sent = _stamp.install()
 
     def report_for_a_while(p: Any) -> None:
         # Far more calls than THROTTLE_HZ: the publisher coalesces them to 10 a second.

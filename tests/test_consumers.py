@@ -24,10 +24,10 @@ from django.test import Client
 from django.utils import timezone
 
 from liveops.execution import execute
-from liveops.publish import MESSAGE_TYPE, group_name
+from liveops.publish import group_name
 from liveops.state import ALL_REGIONS, Phase
 from tests.testapp.models import Gated, Scripted
-from tests.viewers import open_viewer
+from tests.viewers import marker_message, open_viewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,13 +213,10 @@ async def frames_until_terminal(communicator: WebsocketCommunicator, op: Any) ->
 
 async def probe(op: Any) -> dict[str, str]:
     """Send a marker frame to ``op``'s group: the next frame of a socket watching it."""
-    marker = {"probe": uuid.uuid4().hex}
+    html = f'<p data-probe="{uuid.uuid4().hex}"></p>'
     group = group_name(op.live_label(), op.pk)
-    await get_channel_layer().group_send(
-        group,
-        {"type": MESSAGE_TYPE, "group": group, "frame": json.dumps(marker), "terminal": False},
-    )
-    return marker
+    await get_channel_layer().group_send(group, marker_message(group, html))
+    return {"liveop_html": html}
 
 
 async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> None:
@@ -796,16 +793,25 @@ async def test_connect_with_a_user_in_scope_makes_only_the_operation_queries(
     assert _tables(queries) == ["testapp_scripted"]
 
 
-async def test_the_consumer_listens_on_the_configured_layer(settings: Any) -> None:
+async def test_the_consumer_listens_on_the_configured_layer(
+    settings: Any, connect: Any, user: Any
+) -> None:
     """LIVEOPS['CHANNEL_LAYER'] names the layer both the publisher and the consumer use."""
-    from liveops.consumers import LiveOperationConsumer
+    from channels.layers import channel_layers
 
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
         "live": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
     }
     settings.LIVEOPS = {"RUNNER": "eager", "CHANNEL_LAYER": "live"}
-    assert LiveOperationConsumer().channel_layer_alias == "live"
+    op = await create(Scripted, user)
+    watcher = await connect(op.live_token, scope_user=user)
+    await next_frame(watcher)  # the snapshot
+    group = group_name(op.live_label(), op.pk)
+    await channel_layers["default"].group_send(group, marker_message(group, "<p>default</p>"))
+    await channel_layers["live"].group_send(group, marker_message(group, "<p>live</p>"))
+    assert await next_frame(watcher) == {"liveop_html": "<p>live</p>"}
+    assert await watcher.receive_nothing(timeout=0.2)
 
 
 async def test_forwarding_a_fragment_skips_the_database_cleanup(
@@ -829,9 +835,7 @@ async def test_forwarding_a_fragment_skips_the_database_cleanup(
     monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_cleanup)
     group = group_name(op.live_label(), op.pk)
     for n in range(20):
-        frame = json.dumps({"liveop_html": f"<p>{n}</p>"})
-        message = {"type": MESSAGE_TYPE, "group": group, "frame": frame, "terminal": False}
-        await get_channel_layer().group_send(group, message)
+        await get_channel_layer().group_send(group, marker_message(group, f"<p>{n}</p>"))
     for n in range(20):
         assert json.loads(await watcher.receive_from(timeout=TIMEOUT)) == {
             "liveop_html": f"<p>{n}</p>"

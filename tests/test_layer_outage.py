@@ -34,11 +34,11 @@ from django.db import connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from liveops.execution import execute
-from liveops.publish import FINISH_TIMEOUT, MESSAGE_TYPE, SEND_TIMEOUT, group_name
+from liveops.publish import FINISH_TIMEOUT, SEND_TIMEOUT, group_name
 from liveops.state import Phase
 from tests.conftest import need
 from tests.testapp.models import Scripted
-from tests.viewers import open_viewer
+from tests.viewers import marker_message, open_viewer
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -367,7 +367,7 @@ async def test_redis_outage_mid_run_the_operation_finishes_and_a_new_viewer_sees
 
     # Redis comes back empty; a viewer connecting now gets the result from the database.
     private_redis.start()
-    viewer, snapshot, attempts = await reconnect(connect, outage.op)
+    _, snapshot, attempts = await reconnect(connect, outage.op)
     if redis_layer != "core-no-retry":
         # Without retry_on_error, each pooled connection from before the outage fails
         # one consumer (the browser reconnects); with it, or with pub/sub, none does.
@@ -388,12 +388,10 @@ async def test_redis_outage_mid_run_the_operation_finishes_and_a_new_viewer_sees
     await asyncio.to_thread(thread.join, RETURN_BOUND + TIMEOUT)
     assert "returned" in done, done
     # ... including a probe sent from this (the server's) side.
-    marker = json.dumps({"probe": uuid.uuid4().hex})
-    group = group_name(outage.op.live_label(), outage.op.pk)
-    await get_channel_layer().group_send(
-        group, {"type": MESSAGE_TYPE, "group": group, "frame": marker, "terminal": False}
-    )
-    assert await viewer.receive_from(timeout=TIMEOUT) == marker
+    marker = f'<p data-probe="{uuid.uuid4().hex}"></p>'
+    group = group_name(second.live_label(), second.pk)
+    await get_channel_layer().group_send(group, marker_message(group, marker))
+    assert json.loads(await live.receive_from(timeout=TIMEOUT)) == {"liveop_html": marker}
 
 
 async def fate_of(watcher: WebsocketCommunicator, wait: float) -> str:

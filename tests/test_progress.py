@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
-import json
 import logging
 import threading
 import uuid
@@ -20,6 +19,7 @@ from liveops.liveness import INTERRUPTED_MESSAGE
 from liveops.progress import Progress
 from liveops.publish import get_publisher
 from liveops.state import ERROR_MAX, STAGE_NAME_MAX, Phase
+from liveops.updates import Update
 from tests.dom import parse
 from tests.testapp.models import Scripted
 
@@ -56,7 +56,7 @@ class Published:
 
 
 def root(message: Message) -> HtmlElement:
-    return parse(json.loads(message["frame"])["liveop_html"])
+    return parse(Update.from_message(message).html())
 
 
 def region(tree: HtmlElement, name: str) -> HtmlElement:

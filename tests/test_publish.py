@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,6 +28,7 @@ from liveops.fragments import render_regions
 from liveops.progress import Progress
 from liveops.publish import bind_server_loop, group_name
 from liveops.state import ALL_REGIONS, Phase
+from liveops.updates import Update
 from tests.dom import parse
 from tests.testapp.models import Scripted
 
@@ -52,7 +52,7 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def root(message: Message) -> HtmlElement:
-    return parse(json.loads(message["frame"])["liveop_html"])
+    return parse(Update.from_message(message).html())
 
 
 def region(message: Message, name: str) -> HtmlElement | None:
@@ -483,7 +483,7 @@ async def test_the_terminal_message_equals_the_snapshot_read_later(
     await asyncio.wait_for(task, 10)
     row = await stored(op)
     snapshot = await in_thread(render_regions, row, row.to_view())
-    assert json.loads(final["frame"])["liveop_html"] == snapshot
+    assert Update.from_message(final).html() == snapshot
 
 
 async def test_an_end_that_could_not_be_stored_is_never_shown(

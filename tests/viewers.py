@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from channels.testing import WebsocketCommunicator
 
+from liveops.updates import Chunk, Rank, Update
 from tests.asgi import application
 
 WS_PATH = "/ws/liveops/"
@@ -34,3 +35,11 @@ async def open_viewer(
     connected, _ = await communicator.connect(timeout=CONNECT_TIMEOUT)
     assert connected
     return communicator
+
+
+def marker_message(group: str, html: str) -> dict[str, Any]:
+    """Return a live update message for ``group`` that carries only ``html``.
+
+    A socket watching the group receives it as the frame ``{"liveop_html": html}``.
+    """
+    return Update(group, {"marker": (Chunk(Rank(0, False, 0), html),)}).to_message()

@@ -9,18 +9,20 @@ import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ImproperlyConfigured
 
 from liveops.conf import get_settings
+from liveops.fanout import Viewer, get_hub
 from liveops.fragments import frame, render_regions
 from liveops.liveness import ensure_fresh, watchdog
 from liveops.models import LiveOperation, get_operation_model
-from liveops.publish import MESSAGE_TYPE, bind_server_loop, group_name
+from liveops.publish import bind_server_loop, group_name
 
 __all__ = ["CloseCode", "LiveOperationConsumer"]
 
@@ -37,6 +39,9 @@ class CloseCode:
     FORBIDDEN = 4403
     NOT_FOUND = 4404
 
+
+#: The standard "internal error" code: not final, the page reconnects.
+_TRY_AGAIN = 1011
 
 _REASONS = {
     CloseCode.LOGIN_REQUIRED: "login required",
@@ -60,15 +65,16 @@ class _Request:
 
 
 class LiveOperationConsumer(AsyncWebsocketConsumer):
-    """Authorize, subscribe, send a snapshot per operation, then forward live fragments."""
+    """Authorize, subscribe, send a snapshot per operation, then let the hub send updates.
+
+    The socket has no channel of its own: the process's ``Hub`` receives each
+    update once and writes it to every socket watching (``liveops.fanout``).
+    """
 
     #: More operations than this on one socket is refused as a bad request.
     max_operations = 50
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Listen on the layer the publisher sends to.
-        self.channel_layer_alias = get_settings().CHANNEL_LAYER  # type: ignore[misc]
+    #: An alias no project configures: Channels then gives the consumer no channel.
+    channel_layer_alias = "liveops.fanout-hub-instead"
 
     async def connect(self) -> None:
         """Check every requested operation and send each allowed one's current state."""
@@ -76,6 +82,12 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         self._groups: dict[str, _Request] = {}
         self._user = self.scope.get("user") or AnonymousUser()
         self._staff = bool(getattr(self._user, "is_staff", False))
+        alias = get_settings().CHANNEL_LAYER
+        layer = get_channel_layer(alias)
+        if layer is None:
+            raise ImproperlyConfigured(f"LIVEOPS['CHANNEL_LAYER'] names no layer: {alias!r}")
+        self._hub = get_hub(layer, alias)
+        self._viewer = Viewer(self._send_text, staff=self._staff, on_failure=self._layer_failed)
         await self.accept()
         requests = self._parse_requests()
         if requests is None:
@@ -97,48 +109,38 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             await self.send_json_rejection(request.token, code)
         for html in snapshots:
             await self.send(text_data=frame(html))
+        self._viewer.release()  # updates that came meanwhile follow the snapshot
 
     async def disconnect(self, code: int) -> None:
         """Leave every group this socket joined."""
+        viewer = getattr(self, "_viewer", None)
+        if viewer is not None:
+            viewer.close()
         for request in list(getattr(self, "_groups", {}).values()):
             await self._leave(request)
 
     async def _join(self, request: _Request) -> None:
         """Subscribe to the operation's group, and have the watchdog look after it."""
         assert request.model is not None
-        await self.channel_layer.group_add(request.group, self.channel_name)
+        await self._hub.subscribe(request.group, self._viewer)
         self._groups[request.group] = request
         watchdog.watch(request.model, request.pk)
 
     async def _leave(self, request: _Request) -> None:
         assert request.model is not None
-        await self.channel_layer.group_discard(request.group, self.channel_name)
+        await self._hub.unsubscribe(request.group, self._viewer)
         del self._groups[request.group]
         watchdog.unwatch(request.model, request.pk)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore whatever the client sends: the protocol has nothing to say upstream."""
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Forward live fragments straight away; hand every other message to Channels.
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
 
-        Channels closes stale database connections before each handled message.
-        Forwarding a pre-rendered frame touches no database, and that cleanup is
-        about half the cost of a delivered frame, so the forwarding path skips it.
-        """
-        if message.get("type") == MESSAGE_TYPE:
-            await self.liveop_fragment(message)
-        else:
-            await super().dispatch(message)
-
-    async def liveop_fragment(self, event: dict[str, Any]) -> None:
-        """Forward a live fragment of an operation this socket watches."""
-        if event.get("group") not in self._groups:
-            return
-        if "staff_frame" in event and self._staff:
-            await self.send(text_data=event["staff_frame"])
-        else:
-            await self.send(text_data=event["frame"])
+    def _layer_failed(self) -> None:
+        """The channel layer failed: close, so the page reconnects and reloads the state."""
+        self._closing = asyncio.ensure_future(self.close(code=_TRY_AGAIN))
 
     async def send_json_rejection(self, token: str, code: int) -> None:
         """Tell the client this socket will not carry ``token``, and why."""

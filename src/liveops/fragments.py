@@ -19,13 +19,16 @@ from django.utils.translation import gettext as _
 
 from liveops.models import LiveOperation
 from liveops.state import ALL_REGIONS, Phase, StateView
+from liveops.updates import Chunk, Rank, Update
 
 __all__ = [
     "container_id",
     "frame",
     "region_id",
     "render_container",
+    "render_parts",
     "render_regions",
+    "render_update",
 ]
 
 _PHASE_LABELS = {
@@ -61,22 +64,69 @@ def render_regions(
     staff: bool = False,
     log_max: int = 200,
 ) -> str:
-    """Render the given regions of ``view`` as ``hx-swap-oob`` elements.
+    """Render the given regions of ``view`` as ``hx-swap-oob`` elements, in one string.
 
     With ``new_log``, the log region is sent as an append of those lines only;
     otherwise it is replaced by the whole tail.
     """
+    parts = render_parts(op, view, regions, new_log=new_log, staff=staff, log_max=log_max)
+    return "".join(parts.values())
+
+
+def render_parts(
+    op: LiveOperation,
+    view: StateView,
+    regions: Iterable[str] = ALL_REGIONS,
+    *,
+    new_log: Sequence[tuple[int, str]] | None = None,
+    staff: bool = False,
+    log_max: int = 200,
+) -> dict[str, str]:
+    """Render the given regions as ``render_regions`` does, one element per region name."""
     wanted = set(regions)
     with translation.override(op.language or None):
-        parts = []
+        parts = {}
         for region in ALL_REGIONS:
             if region not in wanted:
                 continue
             if region == "log":
-                parts.append(_render_log(op, view, new_log, log_max))
+                parts[region] = _render_log(op, view, new_log, log_max)
             else:
-                parts.append(_render_region(op, view, region, staff))
-        return "".join(parts)
+                parts[region] = _render_region(op, view, region, staff)
+        return parts
+
+
+def render_update(
+    op: LiveOperation,
+    view: StateView,
+    regions: Iterable[str],
+    *,
+    group: str,
+    new_log: Sequence[tuple[int, str]] | None = None,
+    log_max: int = 200,
+) -> Update:
+    """Render a live update for ``group``: each region once, and for staff where it differs."""
+    parts = render_parts(op, view, regions, new_log=new_log, log_max=log_max)
+    staff_parts = (
+        render_parts(op, view, regions, new_log=new_log, staff=True, log_max=log_max)
+        if view.traceback
+        else parts
+    )
+    rank = Rank(view.attempt, view.phase.is_terminal, view.version)
+    appended = len(new_log[-log_max:]) if new_log is not None and _appends_log(view, new_log) else 0
+    chunks = {
+        name: (
+            Chunk(
+                rank,
+                html,
+                staff_parts[name] if staff_parts[name] != html else None,
+                append=name == "log" and _appends_log(view, new_log),
+                lines=appended if name == "log" else 0,
+            ),
+        )
+        for name, html in parts.items()
+    }
+    return Update(group, chunks, log_max)
 
 
 def render_container(
@@ -153,11 +203,15 @@ def _count_text(done: int, unit: str) -> str:
     return f"{done:,} \u00d7 {unit}"  # a multiplication sign
 
 
+def _appends_log(view: StateView, new_log: Sequence[tuple[int, str]] | None) -> bool:
+    """Whether the log goes out as new lines only: a terminal log is always sent whole."""
+    return new_log is not None and not view.phase.is_terminal
+
+
 def _render_log(
     op: LiveOperation, view: StateView, new_log: Sequence[tuple[int, str]] | None, log_max: int
 ) -> str:
-    appending = new_log is not None and not view.phase.is_terminal
-    lines = new_log if appending and new_log is not None else view.log_tail
+    lines = new_log if new_log is not None and _appends_log(view, new_log) else view.log_tail
     prefix = region_id(op, "log")
     # Log lines are rendered here rather than by a template: a busy run sends
     # thousands of them and this is the hot path of the publisher.
@@ -165,6 +219,7 @@ def _render_log(
         f'<li id="{prefix}-{seq}" data-liveop-seq="{seq}">{escape(line)}</li>'
         for seq, line in lines[-log_max:]
     )
-    attributes = _attributes(op, view, "log", "beforeend" if appending else "true")
+    swap = "beforeend" if _appends_log(view, new_log) else "true"
+    attributes = _attributes(op, view, "log", swap)
     label = escape(_("Log"))
     return f'<ol {attributes} data-liveop-log-max="{log_max}" aria-label="{label}">{items}</ol>'

@@ -23,9 +23,10 @@ from typing import Any
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from liveops.conf import get_settings
-from liveops.fragments import frame, render_regions
+from liveops.fragments import render_update
 from liveops.models import LiveOperation
 from liveops.state import ALL_REGIONS, LiveState
+from liveops.updates import MESSAGE_TYPE
 
 __all__ = [
     "MESSAGE_TYPE",
@@ -44,7 +45,6 @@ SEND_TIMEOUT = 2.0
 #: How long the worker waits for the terminal message before moving on.
 FINISH_TIMEOUT = 5.0
 
-MESSAGE_TYPE = "liveop.fragment"
 #: Small regions every message carries, so a viewer who joined mid-run (and got a
 #: snapshot without live figures) is complete after the next message.
 STEADY_REGIONS = frozenset({"status", "progress", "stages"})
@@ -165,16 +165,11 @@ class LiveChannel:
                 return
             view, regions = changes.view, changes.regions | STEADY_REGIONS
             new_log = None if "log" not in regions else changes.new_log
-            html = render_regions(self._op, view, regions, new_log=new_log, log_max=self._log_max)
+            update = render_update(
+                self._op, view, regions, group=self._group, new_log=new_log, log_max=self._log_max
+            )
             self._last_sent = self._loop.time()
-            message = _message(self._group, html, terminal)
-            if view.traceback:
-                # Staff viewers see the traceback; nobody else's frame carries it.
-                staff_html = render_regions(
-                    self._op, view, regions, new_log=new_log, staff=True, log_max=self._log_max
-                )
-                message["staff_frame"] = frame(staff_html)
-            await self._publisher.send(self._group, message)
+            await self._publisher.send(self._group, update.to_message())
         except Exception:
             logger.exception("liveops could not publish %s", self._op)
         finally:
@@ -228,10 +223,6 @@ def _in_event_loop() -> bool:
     return True
 
 
-def _message(group: str, html: str, terminal: bool) -> dict[str, Any]:
-    return {"type": MESSAGE_TYPE, "group": group, "frame": frame(html), "terminal": terminal}
-
-
 def _run_and_wait(
     loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None], what: str
 ) -> None:
@@ -270,7 +261,7 @@ def publish_snapshot(op: LiveOperation, regions: Iterable[str] = ALL_REGIONS) ->
     """
     view = op.to_view()
     group = group_name(op.live_label(), op.pk)
-    html = render_regions(op, view, regions, log_max=get_settings().LOG_TAIL)
-    message = _message(group, html, view.phase.is_terminal)
+    update = render_update(op, view, regions, group=group, log_max=get_settings().LOG_TAIL)
+    message = update.to_message()
     publisher = get_publisher()
     _run_and_wait(publisher.loop, publisher.send(group, message), f"the update of {op}")

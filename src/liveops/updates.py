@@ -1,0 +1,161 @@
+"""A live update: the regions one publisher flush sends, and how two updates merge.
+
+The publisher turns each flush into an ``Update`` and sends it over the channel
+layer as a plain message (``to_message``). Each server process decodes it once
+(``from_message``), serializes its frame once, and hands that same string to every
+socket watching the operation.
+
+A socket that cannot keep up does not queue updates: it holds at most one per
+operation and merges each newer one into it (``Update.merged``). The merge follows
+the rules ``liveops.js`` applies (docs/protocol.md), so applying the merged update
+leaves the page exactly as applying both would:
+
+- a region element is dropped by the client when an element it already applied
+  outranks it (newer attempt, then terminal, then higher version); so an element
+  outranked by one before it is dropped here too;
+- a replacing element makes everything before it in that region irrelevant;
+- log lines are appended, and the client keeps the newest ``log_max`` of them: once
+  the appends held reach ``log_max`` lines, older ones would be trimmed anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NamedTuple
+
+__all__ = ["MESSAGE_TYPE", "Chunk", "Rank", "Update"]
+
+MESSAGE_TYPE = "liveop.fragment"
+
+
+class Rank(NamedTuple):
+    """How ``liveops.js`` orders two elements of one region: the greater one wins."""
+
+    attempt: int
+    terminal: bool
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One region element of one flush; ``append`` marks log lines added to the log."""
+
+    rank: Rank
+    html: str
+    staff_html: str | None = None
+    append: bool = False
+    lines: int = 0
+
+    def for_viewer(self, staff: bool) -> str:
+        return self.staff_html if staff and self.staff_html is not None else self.html
+
+
+def _compact(chunks: tuple[Chunk, ...], log_max: int) -> tuple[Chunk, ...]:
+    """Drop the chunks of one region that cannot change what the client ends with."""
+    kept: list[Chunk] = []
+    for chunk in chunks:
+        if kept and chunk.rank < kept[-1].rank:  # kept ranks never decrease
+            continue  # the client would drop it: outranked by an element it applied
+        if not chunk.append:
+            kept.clear()  # it replaces the region, whatever came before
+        kept.append(chunk)
+    appended = 0
+    for index in range(len(kept) - 1, 0, -1):
+        appended += kept[index].lines if kept[index].append else 0
+        if appended >= log_max:
+            return tuple(kept[index:])
+    return tuple(kept)
+
+
+@dataclass(frozen=True)
+class Update:
+    """The region elements to send for one operation, in the order they are sent."""
+
+    group: str
+    regions: Mapping[str, tuple[Chunk, ...]]
+    log_max: int = 200
+
+    @property
+    def terminal(self) -> bool:
+        return any(chunk.rank.terminal for chunks in self.regions.values() for chunk in chunks)
+
+    def html(self, staff: bool = False) -> str:
+        return "".join(
+            chunk.for_viewer(staff) for chunks in self.regions.values() for chunk in chunks
+        )
+
+    @cached_property
+    def frame(self) -> str:
+        """The JSON text sent to sockets (serialized once per process and update)."""
+        return json.dumps({"liveop_html": self.html()}, ensure_ascii=False)
+
+    @cached_property
+    def staff_frame(self) -> str:
+        if not any(c.staff_html is not None for cs in self.regions.values() for c in cs):
+            return self.frame
+        return json.dumps({"liveop_html": self.html(staff=True)}, ensure_ascii=False)
+
+    def frame_for(self, staff: bool) -> str:
+        return self.staff_frame if staff else self.frame
+
+    def merged(self, newer: Update) -> Update:
+        """Return one update that leaves a page as applying ``self`` then ``newer`` would."""
+        regions = dict(self.regions)
+        for name, chunks in newer.regions.items():
+            regions[name] = _compact(regions.get(name, ()) + chunks, newer.log_max)
+        return Update(self.group, regions, newer.log_max)
+
+    # --- over the channel layer (msgpack or in-memory: plain types only) ------------
+
+    def to_message(self) -> dict[str, Any]:
+        """Return the channel-layer message for this update (one chunk per region)."""
+        ranks = {chunk.rank for chunks in self.regions.values() for chunk in chunks}
+        if len(ranks) > 1:
+            raise ValueError("a message carries one flush: one chunk per region, one rank")
+        rank = ranks.pop() if ranks else Rank(0, False, 0)
+        parts, staff_parts, log = {}, {}, None
+        for name, (chunk,) in self.regions.items():
+            parts[name] = chunk.html
+            if chunk.staff_html is not None:
+                staff_parts[name] = chunk.staff_html
+            if name == "log":
+                log = {"append": chunk.append, "lines": chunk.lines, "max": self.log_max}
+        message: dict[str, Any] = {
+            "type": MESSAGE_TYPE,
+            "group": self.group,
+            "rank": list(rank),
+            "terminal": rank.terminal,
+            "parts": parts,
+        }
+        if staff_parts:
+            message["staff_parts"] = staff_parts
+        if log is not None:
+            message["log"] = log
+        return message
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> Update:
+        """Decode a message made by ``to_message``; raise ValueError for anything else."""
+        try:
+            attempt, terminal, version = message["rank"]
+            rank = Rank(int(attempt), bool(terminal), int(version))
+            parts, staff_parts = message["parts"], message.get("staff_parts", {})
+            log = message.get("log") or {}
+            regions = {
+                str(name): (
+                    Chunk(
+                        rank,
+                        str(html),
+                        staff_parts.get(name),
+                        append=name == "log" and bool(log.get("append")),
+                        lines=int(log.get("lines", 0)) if name == "log" else 0,
+                    ),
+                )
+                for name, html in parts.items()
+            }
+            return cls(str(message["group"]), regions, int(log.get("max", 200)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a live update message: {exc!r}") from exc

@@ -782,6 +782,17 @@ async def test_connect_makes_one_query_per_operation_model(connect, monkeypatch,
     assert all(thread != threading.current_thread().name for thread, _ in queries)
 
 
+async def test_connect_with_cached_sessions_makes_two_queries(connect, monkeypatch, user, settings):
+    """docs/performance.md: with sessions in a cache, a connect reads the user and the operation."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    op = await create(Scripted, user)
+    cookie = await database_sync_to_async(_session_cookie)(user)  # the login fills the cache
+    with count_queries(monkeypatch) as queries:
+        communicator = await connect(op.live_token, cookie=cookie)
+        assert "liveop_html" in await next_frame(communicator)
+    assert _tables(queries) == ["auth_user", "testapp_scripted"]
+
+
 async def test_connect_with_a_user_in_scope_makes_only_the_operation_queries(
     connect, monkeypatch, user
 ):

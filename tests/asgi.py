@@ -5,9 +5,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from liveops.asgi import LiveOpsLifespan  # noqa: E402
 from liveops.routing import websocket_urlpatterns  # noqa: E402
@@ -17,7 +17,7 @@ application = LiveOpsLifespan(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
             ),
         }
     )

@@ -21,7 +21,12 @@ BAD: list[tuple[object, str, str, str]] = [
     (["RUNNER", "eager"], "liveops.E001", "list (['RUNNER', 'eager'])", "LIVEOPS = {}"),
     ("eager", "liveops.E001", "str ('eager')", "LIVEOPS = {}"),
     ({"THROTLE_HZ": 5}, "liveops.E002", "'THROTLE_HZ'", "Did you mean 'THROTTLE_HZ'?"),
-    ({"COLOUR": "red"}, "liveops.E002", "'COLOUR'", "CHANNEL_LAYER, HEARTBEAT_SECONDS, LOG_TAIL"),
+    (
+        {"COLOUR": "red"},
+        "liveops.E002",
+        "'COLOUR'",
+        "CHANNEL_LAYER, GRANT_SECONDS, HEARTBEAT_SECONDS",
+    ),
     ({"RUNNER": "celeryy"}, "liveops.E003", "'celeryy'", "'eager', 'thread'"),
     ({"RUNNER": 3}, "liveops.E003", "is 3,", "dotted path"),
     ({"THROTTLE_HZ": 0}, "liveops.E004", "is 0;", "default 10"),
@@ -43,6 +48,8 @@ BAD: list[tuple[object, str, str, str]] = [
     ({"HEARTBEAT_SECONDS": 2, "STALE_SECONDS": 3}, "liveops.E011", "is 3;", "Use 6"),
     ({"CELERY_TASK_OPTIONS": "liveops"}, "liveops.E012", "is 'liveops';", "{'queue'"),
     ({"TASKS_OPTIONS": ["x"]}, "liveops.E013", "is ['x'];", "{'queue_name'"),
+    ({"GRANT_SECONDS": -1}, "liveops.E014", "is -1;", "default 3600"),
+    ({"GRANT_SECONDS": "1h"}, "liveops.E014", "is '1h';", "default 3600"),
     # Last: get_settings() does not look at CHANNEL_LAYERS (see BAD[:-1] below).
     ({"CHANNEL_LAYER": "events"}, "liveops.E009", "'events'", "InMemoryChannelLayer"),
 ]
@@ -62,6 +69,7 @@ def test_the_defaults(settings: Any) -> None:
         STALE_SECONDS=30.0,
         CELERY_TASK_OPTIONS={},
         TASKS_OPTIONS={},
+        GRANT_SECONDS=3600.0,
     )
     assert set(DEFAULTS) == set(LiveOpsSettings.__dataclass_fields__)
     assert get_settings().flush_interval == 0.1

@@ -176,5 +176,5 @@ def test_anything_else_on_the_channel_is_refused_with_value_error(message: dict)
 def test_a_merged_update_is_never_sent_over_the_layer() -> None:
     first = update(("log", log(Rank(1, False, 1), range(0, 1))))
     second = update(("log", log(Rank(1, False, 2), range(1, 2))))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one chunk per region"):
         first.merged(second).to_message()

@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
 # Set Django up first: the imports below load models and settings.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -32,10 +32,11 @@ application = LiveOpsLifespan(
             # static files with WhiteNoise or your web server and use django_asgi_app alone.
             "http": ASGIStaticFilesHandler(django_asgi_app),
             # WebSockets, from the inside out: route /ws/liveops/ to the liveops consumer;
-            # give it scope["user"] from the session cookie (it checks who may watch what);
+            # give it the session (it looks the user up only when the page's view grant
+            # is missing or old; AuthMiddlewareStack works too, at two queries a connect);
             # refuse connections opened by pages of other sites (Origin vs ALLOWED_HOSTS).
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(liveops.routing.websocket_urlpatterns))
+                SessionMiddlewareStack(URLRouter(liveops.routing.websocket_urlpatterns))
             ),
         }
     )

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "CELERY_TASK_OPTIONS": {},
     # Options for Task.using() with the tasks runner, e.g. {"queue_name": "liveops"}.
     "TASKS_OPTIONS": {},
+    # A page's view grant lets its socket in without a session lookup for this long
+    # (seconds); 0 turns grants off (liveops.grants).
+    "GRANT_SECONDS": 3600,
 }
 
 
@@ -58,6 +61,7 @@ class LiveOpsSettings:
     STALE_SECONDS: float
     CELERY_TASK_OPTIONS: dict[str, Any]
     TASKS_OPTIONS: dict[str, Any]
+    GRANT_SECONDS: float
 
     @property
     def runner_path(self) -> str:
@@ -189,6 +193,16 @@ def validate(raw: object) -> list[Problem]:
                     "{'queue_name': 'liveops'} (tasks).",
                 )
             )
+    grant = merged["GRANT_SECONDS"]
+    if not _is_number(grant) or not 0 <= grant <= 7 * 24 * 3600:
+        problems.append(
+            Problem(
+                "liveops.E014",
+                f"LIVEOPS['GRANT_SECONDS'] is {grant!r}; it must be a number of seconds "
+                "from 0 (no grants) to 604800 (a week).",
+                "Use the default 3600.",
+            )
+        )
     return problems
 
 
@@ -217,6 +231,7 @@ def get_settings() -> LiveOpsSettings:
         STALE_SECONDS=float(merged["STALE_SECONDS"]),
         CELERY_TASK_OPTIONS=dict(merged["CELERY_TASK_OPTIONS"]),
         TASKS_OPTIONS=dict(merged["TASKS_OPTIONS"]),
+        GRANT_SECONDS=float(merged["GRANT_SECONDS"]),
     )
 
 

@@ -8,15 +8,18 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 
+from liveops import grants
 from liveops.conf import get_settings
 from liveops.fanout import Viewer, get_hub
 from liveops.fragments import frame, render_regions
@@ -58,6 +61,7 @@ class _Request:
     label: str
     pk: uuid.UUID
     model: type[LiveOperation] | None
+    grant: str = field(default="", compare=False)
 
     @property
     def group(self) -> str:
@@ -80,20 +84,27 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Check every requested operation and send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())
         self._groups: dict[str, _Request] = {}
-        self._user = self.scope.get("user") or AnonymousUser()
-        self._staff = bool(getattr(self._user, "is_staff", False))
-        alias = get_settings().CHANNEL_LAYER
-        layer = get_channel_layer(alias)
+        settings = get_settings()
+        layer = get_channel_layer(settings.CHANNEL_LAYER)
         if layer is None:
-            raise ImproperlyConfigured(f"LIVEOPS['CHANNEL_LAYER'] names no layer: {alias!r}")
-        self._hub = get_hub(layer, alias)
-        self._viewer = Viewer(self._send_text, staff=self._staff, on_failure=self._layer_failed)
+            raise ImproperlyConfigured(
+                f"LIVEOPS['CHANNEL_LAYER'] names no layer: {settings.CHANNEL_LAYER!r}"
+            )
+        self._hub = get_hub(layer, settings.CHANNEL_LAYER)
         await self.accept()
         requests = self._parse_requests()
         if requests is None:
             await self.close(code=CloseCode.BAD_REQUEST)
             return
         known, rejected = self._resolve_models(requests)
+        self._granted = self._check_grants(known, settings.GRANT_SECONDS)
+        # Only operations without a valid grant need the user (a session and a user query).
+        needs_user = len(self._granted) < len(known)
+        self._user = await self._scope_user() if needs_user else AnonymousUser()
+        self._staff = bool(getattr(self._user, "is_staff", False)) or any(
+            granted.staff for granted in self._granted.values()
+        )
+        self._viewer = Viewer(self._send_text, staff=self._staff, on_failure=self._layer_failed)
         # Subscribe before reading the database, so no update falls between the two.
         for request in known:
             await self._join(request)
@@ -149,13 +160,31 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     # --- helpers -------------------------------------------------------------------
 
-    def _parse_requests(self) -> list[tuple[str, str, uuid.UUID]] | None:
+    def _check_grants(
+        self, requests: list[_Request], max_age: float
+    ) -> dict[_Request, grants.Grant]:
+        session_key = grants.session_key_of(self.scope)
+        checked = {r: grants.check(r.grant, r.token, session_key, max_age) for r in requests}
+        return {request: grant for request, grant in checked.items() if grant is not None}
+
+    async def _scope_user(self) -> Any:
+        """Return the socket's user: from AuthMiddleware, else from the session, else anonymous."""
+        user: Any = self.scope.get("user")
+        if user is None and "session" in self.scope:
+            user = await get_user(self.scope)
+        return user or AnonymousUser()
+
+    def _parse_requests(self) -> list[_Request] | None:
+        """Parse ``op=<label>:<pk>[~<grant>]`` values; None when any is malformed."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        tokens = list(dict.fromkeys(query.get("op", [])))
-        if not tokens or len(tokens) > self.max_operations:
+        grants_by_token: dict[str, str] = {}
+        for value in query.get("op", []):
+            token, _, grant = value.partition("~")
+            grants_by_token.setdefault(token, grant)
+        if not grants_by_token or len(grants_by_token) > self.max_operations:
             return None
         parsed = []
-        for token in tokens:
+        for token, grant in grants_by_token.items():
             match = _TOKEN.match(token)
             if match is None:
                 return None
@@ -163,19 +192,19 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                 pk = uuid.UUID(match["pk"])
             except ValueError:
                 return None
-            parsed.append((token, match["label"], pk))
+            parsed.append(_Request(token, match["label"], pk, None, grant))
         return parsed
 
     def _resolve_models(
-        self, requests: list[tuple[str, str, uuid.UUID]]
+        self, requests: list[_Request]
     ) -> tuple[list[_Request], dict[_Request, int]]:
         known: list[_Request] = []
         rejected: dict[_Request, int] = {}
-        for token, label, pk in requests:
+        for request in requests:
             try:
-                known.append(_Request(token, label, pk, get_operation_model(label)))
+                known.append(replace(request, model=get_operation_model(request.label)))
             except LookupError:
-                rejected[_Request(token, label, pk, None)] = CloseCode.NOT_FOUND
+                rejected[request] = CloseCode.NOT_FOUND
         return known, rejected
 
     @database_sync_to_async
@@ -196,7 +225,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                     op = ensure_fresh(op)  # a lost run is shown as such (no query otherwise)
                 if op is None:
                     rejected[request] = CloseCode.NOT_FOUND
-                elif not op.can_view(self._user):
+                elif request not in self._granted and not op.can_view(self._user):
                     authenticated = self._user.is_authenticated
                     rejected[request] = (
                         CloseCode.FORBIDDEN if authenticated else CloseCode.LOGIN_REQUIRED

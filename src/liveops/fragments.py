@@ -130,7 +130,7 @@ def render_update(
 
 
 def render_container(
-    op: LiveOperation, view: StateView, *, staff: bool, ws_path: str, log_max: int
+    op: LiveOperation, view: StateView, *, staff: bool, ws_path: str, log_max: int, grant: str = ""
 ) -> str:
     """Render the whole live container, each region already holding the current state."""
     with translation.override(op.language or None):
@@ -145,6 +145,7 @@ def render_container(
                 "container_id": container_id(op),
                 "connection_id": region_id(op, "connection"),
                 "ws_path": ws_path,
+                "grant": grant,
                 "regions": regions,
             },
         )

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from django import template
+from django.http import HttpRequest
 from django.templatetags.static import static
 from django.urls import get_script_prefix
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from liveops import grants
 from liveops.conf import get_settings
 from liveops.fragments import render_container
 from liveops.models import LiveOperation
@@ -42,8 +44,20 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         staff=bool(getattr(user, "is_staff", False)),
         ws_path=get_script_prefix() + WEBSOCKET_PATH,
         log_max=get_settings().LOG_TAIL,
+        grant=_grant(request, op),
     )
     return mark_safe(html)  # safe: rendered by templates with autoescape
+
+
+def _grant(request: HttpRequest | None, op: LiveOperation) -> str:
+    """Sign that this page's user may view ``op``, when they may (see liveops.grants)."""
+    user = getattr(request, "user", None)
+    if request is None or user is None or not get_settings().GRANT_SECONDS:
+        return ""
+    if not op.can_view(user):
+        return ""  # the socket asks the session, and is refused as before
+    session = getattr(request, "session", None)
+    return grants.issue(op.live_token, user, getattr(session, "session_key", None))
 
 
 @register.simple_tag(takes_context=True)

@@ -314,9 +314,19 @@
     });
   }
 
+  /** The page's view grant for a token ("~" + grant), or "" (docs/protocol.md, Connecting). */
+  function grantOf(path, token) {
+    var granted = containerFor(token).filter(function (c) {
+      return c.getAttribute("data-liveop-ws") === path && c.getAttribute("data-liveop-grant");
+    })[0];
+    return granted ? "~" + granted.getAttribute("data-liveop-grant") : "";
+  }
+
   function socketUrl(path, tokens) {
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    var query = tokens.map(function (t) { return "op=" + encodeURIComponent(t); }).join("&");
+    var query = tokens.map(function (t) {
+      return "op=" + encodeURIComponent(t + grantOf(path, t));
+    }).join("&");
     return scheme + "//" + location.host + path + (path.indexOf("?") < 0 ? "?" : "&") + query;
   }
 

@@ -57,6 +57,11 @@ def test_long_import_updates_in_place_over_the_websocket_alone(
     assert [r.url for r in after_load if not r.url.startswith(("ws:", "wss:"))] == []
     assert len(sockets) == 1
     assert f"/ws/liveops/?op=demo.longimport%3A{live.pk}" in sockets[0].url
+    # The page's view grant rides along, so the socket was let in without a session lookup.
+    container = page.locator(f"[data-liveop='demo.longimport:{live.pk}']")
+    grant = container.get_attribute("data-liveop-grant")
+    assert grant
+    assert f"%3A{live.pk}~{grant}" in sockets[0].url
 
 
 def test_quick_count_shows_its_result_though_it_ended_before_the_socket_opened(

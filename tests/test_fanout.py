@@ -55,6 +55,13 @@ class CountingLayer(InMemoryChannelLayer):
         super().__init__()
         self.adds: list[str] = []
         self.discards: list[str] = []
+        self.new_channels: list[str] = []
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        await asyncio.sleep(0)  # as a layer that talks to its server would
+        channel = await super().new_channel(prefix)
+        self.new_channels.append(channel)
+        return channel
 
     async def group_add(self, group: str, channel: str) -> None:
         self.adds.append(group)
@@ -240,3 +247,33 @@ async def test_many_sockets_of_one_process_share_one_channel(user: Any) -> None:
         for viewer in viewers:
             await viewer.disconnect()
     assert group not in layer.groups
+
+
+async def test_a_burst_of_joins_keeps_few_layer_calls_in_flight() -> None:
+    """redis-py 8 pools refuse their 101st connection: the hub never asks for that many."""
+    from liveops.fanout import MEMBERSHIP_CONCURRENCY
+
+    class SlowLayer(CountingLayer):
+        in_flight = peak = 0
+
+        async def group_add(self, group: str, channel: str) -> None:
+            SlowLayer.in_flight += 1
+            SlowLayer.peak = max(SlowLayer.peak, SlowLayer.in_flight)
+            await asyncio.sleep(0.001)
+            await super().group_add(group, channel)
+            SlowLayer.in_flight -= 1
+
+    layer = SlowLayer()
+    hub = Hub(layer)
+    groups = [f"liveop.testapp.scripted.{n}" for n in range(300)]
+    await asyncio.gather(*(hub.subscribe(group, Socket().viewer()) for group in groups))
+    assert hub.groups == set(groups)
+    assert SlowLayer.peak == MEMBERSHIP_CONCURRENCY
+    assert len(layer.new_channels) == 1
+
+
+async def test_concurrent_first_subscribers_open_one_channel() -> None:
+    layer = CountingLayer()
+    hub = Hub(layer)
+    await asyncio.gather(*(hub.subscribe(f"g{n}", Socket().viewer()) for n in range(10)))
+    assert len(layer.new_channels) == 1

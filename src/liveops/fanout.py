@@ -33,6 +33,11 @@ logger = logging.getLogger("liveops")
 
 SendText = Callable[[str], Awaitable[None]]
 
+#: At most this many joins and leaves in flight per hub. Each holds a pooled Redis
+#: connection, and redis-py 8 pools refuse the 101st by default: a reconnect storm
+#: over many operations would otherwise fail in ``group_add``.
+MEMBERSHIP_CONCURRENCY = 32
+
 
 def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     """Start ``coroutine`` as a task that runs at once, up to its first real wait.
@@ -118,12 +123,16 @@ class Hub:
         # Joining and leaving one group are serialized, so a leave cannot undo a later join.
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: defaultdict[str, int] = defaultdict(int)
+        self._layer_calls = asyncio.Semaphore(MEMBERSHIP_CONCURRENCY)
+        self._channel_lock = asyncio.Lock()
 
     async def subscribe(self, group: str, viewer: Viewer) -> None:
         """Deliver ``group``'s updates to ``viewer``; return once the layer has the group."""
         async with self._group_lock(group):
             if group not in self._joined:
-                await self._layer.group_add(group, await self._channel_name())
+                channel = await self._channel_name()
+                async with self._layer_calls:
+                    await self._layer.group_add(group, channel)
                 self._joined.add(group)
             self._viewers.setdefault(group, set()).add(viewer)
 
@@ -140,7 +149,8 @@ class Hub:
             if group in self._joined and self._channel is not None:
                 self._joined.discard(group)
                 try:
-                    await self._layer.group_discard(group, self._channel)
+                    async with self._layer_calls:
+                        await self._layer.group_discard(group, self._channel)
                 except Exception as exc:  # the group expires on its own on the layer
                     logger.warning("liveops could not leave %s: %r", group, exc)
 
@@ -166,12 +176,14 @@ class Hub:
     # --- the channel -----------------------------------------------------------------
 
     async def _channel_name(self) -> str:
-        if self._channel is None:
-            self._channel = await self._layer.new_channel()
-            self._receiving = asyncio.get_running_loop().create_task(
-                self._receive(self._channel), name="liveops-hub"
-            )
-        return self._channel
+        async with self._channel_lock:  # two first subscribers must not open two channels
+            if self._channel is None:
+                channel = await self._layer.new_channel()
+                self._receiving = asyncio.get_running_loop().create_task(
+                    self._receive(channel), name="liveops-hub"
+                )
+                self._channel = channel
+            return self._channel
 
     async def _receive(self, channel: str) -> None:
         while True:

@@ -277,3 +277,21 @@ async def test_concurrent_first_subscribers_open_one_channel() -> None:
     hub = Hub(layer)
     await asyncio.gather(*(hub.subscribe(f"g{n}", Socket().viewer()) for n in range(10)))
     assert len(layer.new_channels) == 1
+
+
+class RefusingLayer(InMemoryChannelLayer):
+    """A layer whose pool is exhausted: every join fails."""
+
+    async def group_add(self, group: str, channel: str) -> None:
+        raise ConnectionError("Too many connections")
+
+
+async def test_a_socket_the_layer_cannot_subscribe_is_closed_for_a_retry(
+    settings: Any, user: Any, caplog: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.test_fanout.RefusingLayer"}}
+    op = await database_sync_to_async(Scripted.objects.create)(owner=user)
+    viewer = await open_viewer(op.live_token, user=user)
+    # 1011 is not final: liveops.js reconnects with backoff (4400-4404 would stop it).
+    assert await viewer.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
+    assert "could not subscribe" in caplog.text

@@ -106,8 +106,13 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         )
         self._viewer = Viewer(self._send_text, staff=self._staff, on_failure=self._layer_failed)
         # Subscribe before reading the database, so no update falls between the two.
-        for request in known:
-            await self._join(request)
+        try:
+            for request in known:
+                await self._join(request)
+        except Exception as exc:  # the layer is unreachable: the page retries later
+            logger.warning("liveops could not subscribe a socket: %r", exc)
+            await self.close(code=_TRY_AGAIN)
+            return
         snapshots, refused = await self._load_snapshots(known)
         rejected.update(refused)
         for request in rejected:

@@ -38,9 +38,10 @@ class Socket:
         self.blocked.set()
         self.failed: list[bool] = []
 
-    async def send(self, text: str) -> None:
+    async def send(self, event: dict[str, Any]) -> None:
         await self.blocked.wait()
-        self.texts.append(text)
+        assert event["type"] == "websocket.send"
+        self.texts.append(event["text"])
 
     def viewer(self, *, staff: bool = False) -> Viewer:
         viewer = Viewer(self.send, staff=staff, on_failure=lambda: self.failed.append(True))
@@ -149,8 +150,8 @@ async def test_staff_and_others_get_their_own_frame() -> None:
 async def test_a_socket_that_breaks_is_written_no_more() -> None:
     calls: list[str] = []
 
-    async def broken(text: str) -> None:
-        calls.append(text)
+    async def broken(event: dict[str, Any]) -> None:
+        calls.append(event["text"])
         raise OSError("gone")
 
     viewer = Viewer(broken, staff=False, on_failure=lambda: None)

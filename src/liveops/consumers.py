@@ -104,7 +104,9 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         self._staff = bool(getattr(self._user, "is_staff", False)) or any(
             granted.staff for granted in self._granted.values()
         )
-        self._viewer = Viewer(self._send_text, staff=self._staff, on_failure=self._layer_failed)
+        # Updates go straight to the server's send: the frame's event is built once
+        # per update and process, and Channels' send() would wrap each in two more calls.
+        self._viewer = Viewer(self.base_send, staff=self._staff, on_failure=self._layer_failed)
         # Subscribe before reading the database, so no update falls between the two.
         try:
             for request in known:
@@ -150,9 +152,6 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore whatever the client sends: the protocol has nothing to say upstream."""
-
-    async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
 
     def _layer_failed(self) -> None:
         """The channel layer failed: close, so the page reconnects and reloads the state."""

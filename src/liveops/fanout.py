@@ -31,7 +31,8 @@ __all__ = ["Hub", "Viewer", "get_hub"]
 
 logger = logging.getLogger("liveops")
 
-SendText = Callable[[str], Awaitable[None]]
+#: The socket's ASGI ``send``.
+SendEvent = Callable[[Any], Awaitable[None]]
 
 #: At most this many joins and leaves in flight per hub. Each holds a pooled Redis
 #: connection, and redis-py 8 pools refuse the 101st by default: a reconnect storm
@@ -54,7 +55,7 @@ def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 class Viewer:
     """One socket: the frames still to write to it, at most one update per operation."""
 
-    def __init__(self, send: SendText, *, staff: bool, on_failure: Callable[[], object]) -> None:
+    def __init__(self, send: SendEvent, *, staff: bool, on_failure: Callable[[], object]) -> None:
         self._send = send
         self._staff = staff
         self._on_failure = on_failure
@@ -73,7 +74,7 @@ class Viewer:
             self._pending[update.group] = update if older is None else older.merged(update)
             return
         self._writing = True
-        self._task = _start(self._write(update.frame_for(self._staff)))
+        self._task = _start(self._write(update.send_event(self._staff)))
 
     def release(self) -> None:
         """Let updates through, starting with any that arrived while the snapshot loaded."""
@@ -97,13 +98,13 @@ class Viewer:
         """How many operations have an update waiting for this socket."""
         return len(self._pending)
 
-    async def _write(self, text: str | None) -> None:
+    async def _write(self, event: dict[str, Any] | None) -> None:
         try:
-            if text is not None:
-                await self._send(text)
+            if event is not None:
+                await self._send(event)
             while self._pending and not self._closed:
                 group = next(iter(self._pending))
-                await self._send(self._pending.pop(group).frame_for(self._staff))
+                await self._send(self._pending.pop(group).send_event(self._staff))
         except Exception as exc:  # the socket is gone; its consumer will leave the hub
             logger.debug("liveops stopped writing to a socket: %r", exc)
             self.close()

@@ -101,6 +101,17 @@ class Update:
     def frame_for(self, staff: bool) -> str:
         return self.staff_frame if staff else self.frame
 
+    @cached_property
+    def _send_events(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            {"type": "websocket.send", "text": self.frame},
+            {"type": "websocket.send", "text": self.staff_frame},
+        )
+
+    def send_event(self, staff: bool) -> dict[str, Any]:
+        """The ASGI ``websocket.send`` event of this update's frame, one for every socket."""
+        return self._send_events[staff]
+
     def merged(self, newer: Update) -> Update:
         """Return one update that leaves a page as applying ``self`` then ``newer`` would."""
         regions = dict(self.regions)

@@ -65,7 +65,10 @@ def execute(label: str, pk: UUID | str) -> None:
         except BaseException:
             # Stopped before run() could record its own end (e.g. SIGTERM at the start).
             if run is None or not run.finished:
-                end_as_interrupted(model, [pk], INTERRUPTED_MESSAGE, stale_only=False)
+                where = tb.format_exc()
+                end_as_interrupted(
+                    model, [pk], INTERRUPTED_MESSAGE, stale_only=False, traceback=where
+                )
             raise
         finally:
             if run is not None:

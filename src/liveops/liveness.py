@@ -60,11 +60,17 @@ def _running(model: type[LiveOperation]) -> Any:
 
 
 def end_as_interrupted(
-    model: type[LiveOperation], pks: Iterable[UUID | str], message: str, *, stale_only: bool
+    model: type[LiveOperation],
+    pks: Iterable[UUID | str],
+    message: str,
+    *,
+    stale_only: bool,
+    traceback: str = "",
 ) -> list[LiveOperation]:
     """End the still-running operations among ``pks`` as interrupted; publish each end.
 
     With ``stale_only``, only those whose heartbeat is older than ``STALE_SECONDS``.
+    ``traceback`` (where the process was stopped, when known) is kept for staff.
     The UPDATE is conditional, so of several processes deciding at once one wins,
     and an operation that finished meanwhile keeps its real end. Return the ended.
     """
@@ -86,6 +92,7 @@ def end_as_interrupted(
             current_stage="",
             stage_states=stages,
             version=F("version") + 1,
+            **({"traceback": traceback} if traceback else {}),
         )
         if won:
             op.refresh_from_db()

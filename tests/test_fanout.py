@@ -296,3 +296,38 @@ async def test_a_socket_the_layer_cannot_subscribe_is_closed_for_a_retry(
     # 1011 is not final: liveops.js reconnects with backoff (4400-4404 would stop it).
     assert await viewer.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
     assert "could not subscribe" in caplog.text
+
+
+async def test_updates_that_come_faster_than_a_pass_merge_at_the_hub() -> None:
+    hub = Hub(CountingLayer())
+    sockets = [Socket() for _ in range(3)]
+    for socket in sockets:
+        await hub.subscribe(GROUP, socket.viewer())
+    for version in range(1, 6):  # five messages before the delivery task gets a turn
+        hub.deliver(tick(version).to_message())
+    await settle()
+    hub.deliver(tick(6, terminal=True).to_message())
+    await settle()
+    for socket in sockets:
+        assert len(socket.texts) == 2  # the newest of the five, then the end
+        assert ">5</div>" in socket.texts[0]
+        assert "data-liveop-terminal" in socket.texts[1]
+
+
+async def test_a_pass_over_many_sockets_lets_the_server_work_in_between() -> None:
+    from liveops.fanout import YIELD_EVERY
+
+    hub = Hub(CountingLayer())
+    sockets = [Socket() for _ in range(4 * YIELD_EVERY)]
+    for socket in sockets:
+        await hub.subscribe(GROUP, socket.viewer())
+    written_when_others_ran: list[int] = []
+
+    async def other_work() -> None:
+        written_when_others_ran.append(sum(len(s.texts) for s in sockets))
+
+    hub.deliver(tick(1).to_message())
+    await asyncio.gather(other_work(), settle())
+    await asyncio.sleep(0.05)
+    assert all(len(s.texts) == 1 for s in sockets)
+    assert 0 < written_when_others_ran[0] < len(sockets)

@@ -38,6 +38,8 @@ SendEvent = Callable[[Any], Awaitable[None]]
 #: connection, and redis-py 8 pools refuse the 101st by default: a reconnect storm
 #: over many operations would otherwise fail in ``group_add``.
 MEMBERSHIP_CONCURRENCY = 32
+#: The hub hands the event loop back after writing to this many sockets.
+YIELD_EVERY = 256
 
 
 def _start(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -126,6 +128,8 @@ class Hub:
         self._lock_users: defaultdict[str, int] = defaultdict(int)
         self._layer_calls = asyncio.Semaphore(MEMBERSHIP_CONCURRENCY)
         self._channel_lock = asyncio.Lock()
+        self._due: dict[str, Update] = {}
+        self._delivering: asyncio.Task[None] | None = None
 
     async def subscribe(self, group: str, viewer: Viewer) -> None:
         """Deliver ``group``'s updates to ``viewer``; return once the layer has the group."""
@@ -165,14 +169,36 @@ class Hub:
         return frozenset(self._joined)
 
     def deliver(self, message: dict[str, Any]) -> None:
-        """Hand one layer message to every socket watching its group."""
+        """Hand one layer message to every socket watching its group (soon, not now).
+
+        Updates wait in one slot per group until the delivery task reaches them, and
+        merge there: when a process has more sockets than it can write between two
+        updates, each pass writes the newest state, so lag stays bounded by one pass
+        instead of growing with a backlog.
+        """
         try:
             update = Update.from_message(message)
         except ValueError as exc:
             logger.warning("liveops ignored a message on its channel: %s", exc)
             return
-        for viewer in tuple(self._viewers.get(update.group, ())):
-            viewer.offer(update)
+        if update.group not in self._viewers:
+            return
+        older = self._due.get(update.group)
+        self._due[update.group] = update if older is None else older.merged(update)
+        if self._delivering is None:
+            self._delivering = asyncio.get_running_loop().create_task(self._deliver_due())
+
+    async def _deliver_due(self) -> None:
+        try:
+            while self._due:
+                group = next(iter(self._due))
+                update = self._due.pop(group)
+                for count, viewer in enumerate(tuple(self._viewers.get(group, ())), 1):
+                    viewer.offer(update)
+                    if count % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the server read, accept and receive meanwhile
+        finally:
+            self._delivering = None
 
     # --- the channel -----------------------------------------------------------------
 
@@ -209,6 +235,7 @@ class Hub:
         self._receiving = None
         self._viewers.clear()
         self._joined.clear()
+        self._due.clear()
         for viewer in viewers:
             viewer.fail()
 

@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import resource
 import struct
 import sys
 import time
@@ -44,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _stamp  # noqa: E402
+from _procs import raise_fd_limit  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -437,12 +437,6 @@ def report(viewers: list[Viewer], tally: Tally, errors: Counter[str]) -> dict[st
 
 
 # --- the script --------------------------------------------------------------------------
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _main(args: argparse.Namespace) -> None:

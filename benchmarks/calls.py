@@ -30,12 +30,10 @@ by default), removed at the end except the venv, which is reused.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _peer  # noqa: E402
-from _net import answers, free_port  # noqa: E402
+from _procs import Processes  # noqa: E402
 
 SIDES = ("ours", "peer")
 LAYERS = ("memory", "redis")
@@ -211,49 +209,13 @@ class Bench(LiveOperation):
 """
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this script started (its own session: its children go too)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-def start_redis(directory: Path, started: list[subprocess.Popen[bytes]]) -> str:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server is not installed: apt-get install redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(server, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(directory)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    started.append(proc)
-    deadline = time.monotonic() + 10
-    while not answers(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the private redis-server did not start")
-        time.sleep(0.05)  # polling the port, under the deadline above
-    return f"redis://127.0.0.1:{port}/0"
-
-
 def run_case(
     side: str,
     layer: str,
     redis: str,
     directory: Path,
     args: argparse.Namespace,
-    started: list[subprocess.Popen[bytes]],
+    procs: Processes,
 ) -> dict[str, Any]:
     python = sys.executable if side == "ours" else str(_peer.python())
     path = [str(directory)] + ([str(ROOT), str(ROOT / "src")] if side == "ours" else [])
@@ -275,11 +237,11 @@ def run_case(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    started.append(proc)
+    procs.started.append(proc)  # its output comes back through pipes: not procs.start()
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT)
     finally:
-        stop(proc)
+        procs.stop(proc)
     if proc.returncode:
         raise RuntimeError(f"{side}/{layer} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
@@ -354,7 +316,7 @@ def main() -> None:
     if peer_python is not None:
         print(f"# peer ({peer_python}): {_peer.versions()}", flush=True)
     directory = Path(tempfile.mkdtemp(prefix="liveops-calls-"))
-    started: list[subprocess.Popen[bytes]] = []
+    procs = Processes(directory, start_timeout=10)
     results: dict[tuple[str, str], dict[str, Any]] = {}
     interrupted = False
     try:
@@ -362,11 +324,11 @@ def main() -> None:
         (directory / "peerapp").mkdir()
         (directory / "peerapp" / "__init__.py").write_text("")
         (directory / "peerapp" / "models.py").write_text(PEER_MODELS)
-        redis = start_redis(directory, started) if "redis" in args.layers else ""
+        redis = procs.start_redis()[1] if "redis" in args.layers else ""
         for layer in args.layers:
             for side in args.sides:
                 begun = time.monotonic()
-                results[(side, layer)] = run_case(side, layer, redis, directory, args, started)
+                results[(side, layer)] = run_case(side, layer, redis, directory, args, procs)
                 print(
                     f"  done: {side}, {layer} ({time.monotonic() - begun:.0f} s)",
                     file=sys.stderr,
@@ -376,8 +338,7 @@ def main() -> None:
         print("interrupted: printing what was measured", file=sys.stderr)
         interrupted = True
     finally:
-        for proc in reversed(started):
-            stop(proc)
+        procs.stop_all()
         shutil.rmtree(directory, ignore_errors=True)
     print("\n".join(table(results, args.layers, args.lines, args.rounds)))
     if interrupted:

@@ -67,6 +67,7 @@ sys.path.insert(0, str(HERE))
 import _peer  # noqa: E402
 import connect_site  # noqa: E402
 from _net import free_port  # noqa: E402
+from _procs import cpu_seconds, raise_fd_limit  # noqa: E402
 
 SIDES = ("ours", "peer")
 LAYERS = ("core", "memory")
@@ -77,7 +78,6 @@ OPEN_TIMEOUT = 30.0
 RETRY_BASE, RETRY_CAP = 0.05, 0.5
 #: A connect-time sample slower than this is reported as an error, not waited for.
 SNAPSHOT_TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -251,13 +251,6 @@ def listen_overflows() -> tuple[int, int]:
             table = dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=True))
             return table.get("ListenOverflows", 0), table.get("ListenDrops", 0)
     return 0, 0
-
-
-def cpu_seconds(pid: int, task: int | None = None) -> float:
-    """Return user + system CPU time of a process (or of one of its threads), from /proc."""
-    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -556,7 +549,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed: apt-get install redis-server")
-    fds = connect_site.raise_fd_limit()
+    fds = raise_fd_limit()
     somaxconn = Path("/proc/sys/net/core/somaxconn").read_text().strip()
     print(
         f"# {platform.node()}: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f}), "

@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from _procs import Processes
+
 # --- settings ----------------------------------------------------------------------------
 
 SIDE = os.environ.get("LIVEOPS_BENCH_SIDE", "ours")
@@ -535,17 +537,6 @@ def main(argv: list[str]) -> None:
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-START_TIMEOUT = 30.0
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's open-file limit to the hard limit (children inherit it)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def peer_python() -> str:
@@ -571,25 +562,12 @@ def peer_python() -> str:
     return python
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this harness started (its own session: its children go too)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-class Stack:
+class Stack(Processes):
     """Redis, and per side a database, server processes and a worker; all stopped on exit."""
 
     def __init__(self, prefix: str) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix=prefix))
-        self.started: list[subprocess.Popen[bytes]] = []
+        # Its servers get 10 s from SIGTERM to SIGKILL (5 elsewhere), as they always had.
+        super().__init__(Path(tempfile.mkdtemp(prefix=prefix)), stop_wait=10.0)
         self.redis_url = ""
         self._peer_python: str | None = None
         write_peer_app(self.directory)
@@ -601,50 +579,10 @@ class Stack:
             self._peer_python = peer_python()
         return self._peer_python
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.directory / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            args, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.started.append(proc)
-        return proc
-
-    def log(self, name: str, *, whole: bool = False) -> str:
-        """Return the end of a process's log (all of it with ``whole``)."""
-        path = self.directory / f"{name}.log"
-        if not path.exists():
-            return "(no log)"
-        text = path.read_text(errors="replace")
-        return text if whole else text[-3000:]
-
-    def wait_for_port(self, proc: subprocess.Popen[bytes], name: str, port: int) -> None:
-        from _net import answers
-
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not listen on {port}:\n{self.log(name)}")
-            time.sleep(0.02)  # polling the port, under the deadline above
-
-    def start_redis(self) -> str:
-        from _net import free_port
-
-        server = shutil.which("redis-server")
-        if server is None:
-            raise SystemExit("redis-server is not installed: apt-get install redis-server")
-        port = free_port()
-        proc = self.start(
-            "redis",
-            [
-                *(server, "--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            dict(os.environ),
-        )
-        self.wait_for_port(proc, "redis", port)
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-        return self.redis_url
+    def start_redis(self, name: str = "redis") -> tuple[subprocess.Popen[bytes], str]:
+        """Start the private redis-server every process of this stack uses."""
+        proc, self.redis_url = super().start_redis(name)
+        return proc, self.redis_url
 
     def env(self, side: str, layer: str, db: str, pool: int | None = 1000) -> dict[str, str]:
         """Return the environment of one side's processes."""
@@ -718,29 +656,15 @@ class Stack:
         return proc
 
     async def start_worker(self, side: str, env: dict[str, str], name: str) -> Worker:
-        log = (self.directory / f"{name}.log").open("ab")
-        proc = await asyncio.create_subprocess_exec(
-            *(self.python(side), "connect_site.py", "worker"),
-            cwd=HERE,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
+        # Not tracked: ``Worker.close`` ends it, in the event loop that ``close`` outlives.
+        proc = await self.start_piped(
+            name, [self.python(side), "connect_site.py", "worker"], env, track=False
         )
-        log.close()
         return Worker(proc)
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        _stop(proc)
-        if proc in self.started:
-            self.started.remove(proc)
 
     def close(self, *, keep: bool = False) -> None:
         """Stop every process; remove the directory unless asked to ``keep`` it (its logs)."""
-        for proc in reversed(self.started):
-            _stop(proc)
-        self.started.clear()
+        self.stop_all()
         if keep:
             print(f"# kept {self.directory}", file=sys.stderr)
         else:

@@ -43,12 +43,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import statistics
@@ -72,7 +70,8 @@ sys.path.insert(0, str(HERE))
 
 import _lightws  # noqa: E402
 import _peer  # noqa: E402
-from _net import answers, free_port  # noqa: E402
+from _net import free_port  # noqa: E402
+from _procs import Processes, cpu_seconds, raise_fd_limit  # noqa: E402
 
 CONTENDERS = ("floor", "stock", "ours", "peer")
 #: (contender, layer), in table order. The floor has no layer; stock runs on Redis core.
@@ -94,7 +93,6 @@ WARM_UP_SOCKETS = 5
 SATURATED = 0.5
 #: The ASGI server and what it imports, linked for the peer: both sides run the same one.
 SERVER_PACKAGES = ("uvicorn", "click", "h11", "uvloop", "httptools", "websockets")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PEER_MODELS = """
 from liveops.models import LiveOperation
@@ -110,103 +108,11 @@ class Bench(LiveOperation):
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return user + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this script started (its own session: its children go too)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-async def stop_async(proc: asyncio.subprocess.Process) -> None:
-    """Stop one process started with asyncio, the same way."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-
-
-class Processes:
-    """Every process a run starts; all stopped on exit, whatever happened."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.started: list[subprocess.Popen[bytes] | asyncio.subprocess.Process] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.directory / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            args, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.started.append(proc)
-        return proc
-
-    async def start_piped(
-        self, name: str, args: list[str], env: dict[str, str]
-    ) -> asyncio.subprocess.Process:
-        """Start a process whose stdin and stdout this script talks through."""
-        log = (self.directory / f"{name}.log").open("ab")
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            cwd=HERE,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
-        self.started.append(proc)
-        return proc
-
-    def wait_for_port(self, proc: subprocess.Popen[bytes], name: str, port: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not listen on {port}:\n{self.log(name)}")
-            time.sleep(0.05)  # polling the port, under the deadline above
-
-    def log(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
-
-    async def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            if isinstance(proc, subprocess.Popen):
-                stop(proc)
-            else:
-                await stop_async(proc)
-        self.started.clear()
 
 
 @dataclass
@@ -377,26 +283,15 @@ async def measure(bench: Bench, contender: str, layer: str, n: int) -> Result:
     """Start everything for one case, measure, stop everything."""
     args = bench.args
     directory = Path(tempfile.mkdtemp(prefix=f"{contender}-{layer}-{n}-", dir=bench.directory))
-    procs = Processes(directory)
+    procs = Processes(directory, start_timeout=START_TIMEOUT)
     result = Result(contender, layer, n)
     try:
         side = bench.side(contender)
         pk, token = side.ops.pop()
-        redis_port = free_port() if layer in ("core", "pubsub") else 0
         redis: subprocess.Popen[bytes] | None = None
-        if redis_port:
-            redis_server = shutil.which("redis-server")
-            assert redis_server is not None
-            redis = procs.start(
-                "redis",
-                [
-                    *(redis_server, "--port", str(redis_port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(directory)),
-                ],
-                dict(os.environ),
-            )
-            procs.wait_for_port(redis, "redis", redis_port)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis_port else ""
+        redis_url = ""
+        if layer in ("core", "pubsub"):
+            redis, redis_url = procs.start_redis()
         env = bench.env(contender, layer, side, redis_url)
         port = free_port()
         server_env = {**env, "LIVEOPS_BENCH_CPUS": bench.server_cpus}
@@ -535,7 +430,7 @@ async def measure(bench: Bench, contender: str, layer: str, n: int) -> Result:
         )
         return result
     finally:
-        await procs.stop_all()
+        await procs.stop_all_async()
         shutil.rmtree(directory, ignore_errors=True)
 
 

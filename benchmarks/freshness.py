@@ -63,6 +63,7 @@ sys.path.insert(0, str(HERE))
 import _peer  # noqa: E402
 import connect_site  # noqa: E402
 from _net import free_port  # noqa: E402
+from _procs import raise_fd_limit  # noqa: E402
 
 SIDES = ("ours", "peer")
 LAYERS = ("core", "memory")
@@ -336,7 +337,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed: apt-get install redis-server")
-    connect_site.raise_fd_limit()
+    raise_fd_limit()
     print(
         f"# {platform.node()}: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f}), "
         f"Python {platform.python_version()}, "

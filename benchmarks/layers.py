@@ -26,9 +26,7 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,63 +41,14 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _stamp  # noqa: E402
-from _net import answers, free_port  # noqa: E402
+from _net import free_port  # noqa: E402
+from _procs import Processes, cpu_seconds  # noqa: E402
 
 LAYERS = ("core", "pubsub")
 START_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 60.0
 #: After the worker exits, how long clients may take to receive the terminal frame.
 SETTLE_TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return user + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-class Processes:
-    """Every process a run starts; all stopped on exit, whatever happened."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.directory / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            args, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.started.append(proc)
-        return proc
-
-    def wait_for_port(self, proc: subprocess.Popen[bytes], name: str, port: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not listen on {port}:\n{self.log(name)}")
-            time.sleep(0.05)  # polling the port, under the deadline above
-
-    def log(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            stop(proc)
-        self.started.clear()
 
 
 @dataclass
@@ -163,29 +112,18 @@ async def measure(
 ) -> Result:
     """Start everything for one run, measure, stop everything."""
     directory = Path(tempfile.mkdtemp(prefix="liveops-layers-"))
-    procs = Processes(directory)
+    procs = Processes(directory, start_timeout=START_TIMEOUT)
     sockets: list[ClientConnection] = []
     listeners: list[asyncio.Task[None]] = []
     worker: asyncio.subprocess.Process | None = None
     try:
-        redis_port = free_port()
-        redis_server = shutil.which("redis-server")
-        assert redis_server is not None
-        redis = procs.start(
-            "redis",
-            [
-                *(redis_server, "--port", str(redis_port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(directory)),
-            ],
-            dict(os.environ),
-        )
-        procs.wait_for_port(redis, "redis", redis_port)
+        redis, redis_url = procs.start_redis()
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "layer_site",
             "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
             "LIVEOPS_BENCH_DB": str(directory / "bench.sqlite3"),
-            "LIVEOPS_BENCH_REDIS": f"redis://127.0.0.1:{redis_port}/0",
+            "LIVEOPS_BENCH_REDIS": redis_url,
             "LIVEOPS_BENCH_LAYER": layer,
             "PYTHONDONTWRITEBYTECODE": "1",  # write nothing outside the temporary directory
         }

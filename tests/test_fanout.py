@@ -95,9 +95,10 @@ async def test_every_viewer_gets_the_same_frame_string_serialized_once() -> None
 async def test_a_socket_that_cannot_keep_up_holds_one_update_not_a_queue() -> None:
     slow = Socket()
     viewer = slow.viewer()
-    viewer.offer(tick(1))  # being written...
+    viewer.offer(tick(1))
+    await settle()  # written
     slow.blocked.clear()
-    viewer.offer(tick(2))  # ... waits on the socket: what follows merges
+    viewer.offer(tick(2))  # waits on the socket: what follows merges
     for version in range(3, 1001):
         viewer.offer(tick(version))
         assert viewer.pending == 1
@@ -314,20 +315,30 @@ async def test_updates_that_come_faster_than_a_pass_merge_at_the_hub() -> None:
         assert "data-liveop-terminal" in socket.texts[1]
 
 
-async def test_a_pass_over_many_sockets_lets_the_server_work_in_between() -> None:
+async def test_a_pass_over_many_sockets_lets_the_server_work_in_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from liveops.fanout import YIELD_EVERY
 
     hub = Hub(CountingLayer())
     sockets = [Socket() for _ in range(4 * YIELD_EVERY)]
     for socket in sockets:
         await hub.subscribe(GROUP, socket.viewer())
-    written_when_others_ran: list[int] = []
+    offered: list[Viewer] = []
+    original_offer = Viewer.offer
+
+    def counting_offer(viewer: Viewer, update: Update) -> None:
+        offered.append(viewer)
+        original_offer(viewer, update)
+
+    monkeypatch.setattr(Viewer, "offer", counting_offer)
+    offered_when_others_ran: list[int] = []
 
     async def other_work() -> None:
-        written_when_others_ran.append(sum(len(s.texts) for s in sockets))
+        offered_when_others_ran.append(len(offered))
 
     hub.deliver(tick(1).to_message())
     await asyncio.gather(other_work(), settle())
     await asyncio.sleep(0.05)
     assert all(len(s.texts) == 1 for s in sockets)
-    assert 0 < written_when_others_ran[0] < len(sockets)
+    assert 0 < offered_when_others_ran[0] < len(sockets)

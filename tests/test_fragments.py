@@ -153,9 +153,31 @@ def test_the_state_is_said_in_words(op: Scripted, phase: Phase, status: str, res
     assert text(found["status"]) == status
     assert text(found["result"]) == result
     assert text(found["stages"]) == (
+        "1 of 5 stages done "
         "Upload (done) Check (failed) Import (cancelled) Index (in progress) Mail (pending)"
     )
     assert "secret" not in text(found["result"])
+
+
+@pytest.mark.parametrize(
+    ("states", "summary", "value"),
+    [
+        ((StageState.ACTIVE,), "0 of 1 stage done", "0"),
+        ((StageState.DONE, StageState.DONE, StageState.ACTIVE), "2 of 3 stages done", "2"),
+        ((StageState.DONE, StageState.DONE), "2 of 2 stages done", "2"),
+    ],
+)
+def test_the_stages_say_how_far_the_operation_is_overall(
+    op: Scripted, states: tuple[StageState, ...], summary: str, value: str
+) -> None:
+    stages = tuple((f"Stage {n}", state) for n, state in enumerate(states))
+    view = StateView(phase=Phase.STARTED, stages=stages)
+    found = regions_of(render_regions(op, view, ["stages"]))["stages"]
+    (said,) = found.find_class("liveops-stage-summary")
+    assert text(said) == summary
+    meter = found.find(".//progress")
+    assert (meter.get("value"), meter.get("max")) == (value, str(len(states)))
+    assert meter.get("aria-label") == "Stages done"
 
 
 def test_the_status_level_is_said_in_words(op: Scripted) -> None:

@@ -313,7 +313,7 @@ def test_stages_are_marked_active_done_and_failed(op: Scripted, published: Publi
     assert op.current_stage == ""
     assert "RuntimeError: disk full" in op.traceback
     stages = region(published.terminal(), "stages")
-    assert text(stages) == "Prepare (done) Work (failed)"
+    assert text(stages) == "1 of 2 stages done Prepare (done) Work (failed)"
     assert stages.find(".//*[@aria-current]") is None
 
 
@@ -334,7 +334,9 @@ def test_a_cancel_inside_a_stage_marks_it_cancelled(op: Scripted, published: Pub
     assert op.stage_states == {"Work": "cancelled"}
     terminal = published.terminal()
     assert text(region(terminal, "status")) == "Cancelled"
-    assert text(region(terminal, "stages")) == "Prepare (pending) Work (cancelled)"
+    assert text(region(terminal, "stages")) == (
+        "0 of 2 stages done Prepare (pending) Work (cancelled)"
+    )
     assert text(region(terminal, "result")) == "The operation was cancelled."
 
 
@@ -346,7 +348,9 @@ def test_a_result_inside_a_stage_closes_it_done(op: Scripted, published: Publish
     op = run(op, step)
     assert op.get_state() is Phase.FINISHED_OK
     assert op.stage_states == {"Work": "done"}
-    assert text(region(published.terminal(), "stages")) == "Prepare (pending) Work (done)"
+    assert text(region(published.terminal(), "stages")) == (
+        "1 of 2 stages done Prepare (pending) Work (done)"
+    )
 
 
 def test_an_error_inside_a_stage_leaves_it_failed(op: Scripted, published: Published) -> None:
@@ -356,7 +360,7 @@ def test_an_error_inside_a_stage_leaves_it_failed(op: Scripted, published: Publi
 
     op = run(op, step)
     terminal = published.terminal()
-    assert text(region(terminal, "stages")) == "Prepare (pending) Work (failed)"
+    assert text(region(terminal, "stages")) == "0 of 2 stages done Prepare (pending) Work (failed)"
     # What a later snapshot shows must agree with the terminal message.
     assert op.stage_states == {"Work": "failed"}
     assert op.version == int(region(terminal, "status").get("data-liveop-v"))

@@ -189,6 +189,9 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
     }
     if region == "progress":
         context["count_text"] = _count_text(view.done, view.track_unit)
+    if region == "stages":
+        context["stage_total"] = len(view.stages)
+        context["stage_done"] = sum(1 for _, state in view.stages if state == "done")
     if region == "result":
         context["result"] = view.result_context or {}
         context["result_items"] = sorted((view.result_context or {}).items())

@@ -208,6 +208,10 @@ def test_screenshots_of_the_home_page_and_a_long_import(site: Server, open_page:
     expect(live.region("stages").locator('[aria-current="step"]')).to_have_count(1)
     page.screenshot(path=str(shots["long-import-running"]), full_page=True)
     expect(live.region("result")).to_contain_text("Import finished", timeout=30_000)
+    expect(live.region("stages")).to_contain_text("3 of 3 stages done")
+    expect(live.region("stages").get_by_role("progressbar", name="Stages done")).to_have_attribute(
+        "value", "3"
+    )
     page.screenshot(path=str(shots["long-import-finished"]), full_page=True)
     page.goto(f"{site.url}/")
     expect(page.get_by_role("table")).to_contain_text("Long import")

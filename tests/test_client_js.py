@@ -451,6 +451,50 @@ def test_page_rendered_finished_does_not_announce_finished_again(page: Page) -> 
     assert [e["type"] for e in events(page)] == ["liveops:update"]
 
 
+NEXT = "http://liveops.test/next/"
+
+
+def finish_with_continue_link(page: Page) -> None:
+    link = f'<a href="{NEXT}" data-liveop-continue>Continue</a>'
+    apply(
+        page,
+        region("status", "Done", v=3, terminal=True, state="FINISHED_OK"),
+        region("result", link, v=3, terminal=True, state="FINISHED_OK"),
+    )
+
+
+def test_a_live_success_goes_to_the_success_url(page: Page) -> None:
+    page.route(
+        NEXT, lambda route: route.fulfill(body="<title>next</title>", content_type="text/html")
+    )
+    load(page, container())
+    with page.expect_navigation(url=NEXT):
+        finish_with_continue_link(page)
+
+
+def test_a_finished_listener_can_keep_the_page(page: Page) -> None:
+    load(page, container())
+    page.evaluate("() => document.addEventListener('liveops:finished', e => e.preventDefault())")
+    finish_with_continue_link(page)
+    page.wait_for_timeout(200)  # a navigation would have started by now
+    assert page.url == "about:blank"
+    assert text(page, "result") == "Continue"
+
+
+def test_a_failure_or_a_page_opened_finished_stays(page: Page) -> None:
+    link = f'<a href="{NEXT}" data-liveop-continue>Continue</a>'
+    load(page, container(terminal=True))
+    apply(page, region("result", link, v=2, terminal=True, state="FINISHED_OK"))
+    load(page, container())
+    apply(
+        page,
+        region("status", "Failed", v=3, terminal=True, state="FINISHED_ERROR"),
+        region("result", link, v=3, terminal=True, state="FINISHED_ERROR"),
+    )
+    page.wait_for_timeout(200)
+    assert page.url == "about:blank"
+
+
 # ---- htmx -------------------------------------------------------------------------------
 
 

@@ -499,3 +499,21 @@ def test_a_count_reads_naturally(
     view = StateView(phase=Phase.STARTED, done=done, track_unit=unit)
     bar = regions_of(render_regions(op, view, ["progress"]))["progress"][0]
     assert bar.get("aria-valuetext") == shown
+
+
+@pytest.mark.parametrize(
+    ("phase", "url", "linked"),
+    [
+        (Phase.FINISHED_OK, "/reports/7/?tab=<b>", True),
+        (Phase.FINISHED_OK, None, False),
+        (Phase.FINISHED_ERROR, "/reports/7/", False),
+        (Phase.STARTED, "/reports/7/", False),
+    ],
+)
+def test_a_success_url_is_a_continue_link_in_the_result(
+    op: Scripted, monkeypatch: pytest.MonkeyPatch, phase: Phase, url: str | None, linked: bool
+) -> None:
+    monkeypatch.setattr(Scripted, "get_success_url", lambda self: url)
+    found = regions_of(render_regions(op, StateView(phase=phase), ["result"]))["result"]
+    links = found.findall(".//a[@data-liveop-continue]")
+    assert [(a.get("href"), a.text) for a in links] == ([(url, "Continue")] if linked else [])

@@ -193,6 +193,8 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         context["stage_total"] = len(view.stages)
         context["stage_done"] = sum(1 for _, state in view.stages if state == "done")
     if region == "result":
+        finished_ok = view.phase is Phase.FINISHED_OK
+        context["success_url"] = op.get_success_url() if finished_ok else None
         context["result"] = view.result_context or {}
         context["result_items"] = sorted((view.result_context or {}).items())
     inner = template.render(context)

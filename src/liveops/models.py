@@ -89,6 +89,16 @@ class LiveOperation(models.Model):
             return False
         return bool(user.pk == self.owner_id or getattr(user, "is_staff", False))
 
+    def get_success_url(self) -> str | None:
+        """Return where a watching page goes once the operation has finished successfully.
+
+        None (the default) keeps the page where it is. A URL is shown as a "Continue"
+        link in the result, which ``liveops.js`` follows when the page sees the
+        operation finish live (not when it is opened on a finished operation, and not
+        when a ``liveops:finished`` listener calls ``preventDefault()``).
+        """
+        return None
+
     # --- state -------------------------------------------------------------------
 
     def get_state(self) -> Phase:

@@ -219,9 +219,17 @@
       if (!isTerminal(el) || seen) return;
       state.finishedAttempt = attempt;
       var detail = { op: token, state: finishedState(token, attempt, applied) };
-      var event = new CustomEvent("liveops:finished", { bubbles: true, detail: detail });
+      var event = new CustomEvent("liveops:finished",
+                                  { bubbles: true, cancelable: true, detail: detail });
       container.dispatchEvent(event);
+      if (detail.state === "FINISHED_OK" && !event.defaultPrevented) continueTo(container);
     });
+  }
+
+  /** Follow the operation's success URL (LiveOperation.get_success_url), if it has one. */
+  function continueTo(container) {
+    var link = container.querySelector("a[data-liveop-continue]");
+    if (link && link.href) window.location.assign(link.href);
   }
 
   function applyHtml(html) {

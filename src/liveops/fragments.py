@@ -130,9 +130,21 @@ def render_update(
 
 
 def render_container(
-    op: LiveOperation, view: StateView, *, staff: bool, ws_path: str, log_max: int, grant: str = ""
+    op: LiveOperation,
+    view: StateView,
+    *,
+    staff: bool,
+    ws_path: str,
+    log_max: int,
+    grant: str = "",
+    cancel_url: str = "",
+    csrf_token: str = "",
 ) -> str:
-    """Render the whole live container, each region already holding the current state."""
+    """Render the whole live container, each region already holding the current state.
+
+    With ``cancel_url`` (and the page's ``csrf_token``) it holds a cancel form, which
+    works without JavaScript; a finished or cancelling operation hides it.
+    """
     with translation.override(op.language or None):
         regions = {
             region: mark_safe(render_regions(op, view, [region], staff=staff, log_max=log_max))
@@ -146,6 +158,8 @@ def render_container(
                 "connection_id": region_id(op, "connection"),
                 "ws_path": ws_path,
                 "grant": grant,
+                "cancel_url": cancel_url,
+                "csrf_token": csrf_token,
                 "regions": regions,
             },
         )

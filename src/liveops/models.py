@@ -89,6 +89,10 @@ class LiveOperation(models.Model):
             return False
         return bool(user.pk == self.owner_id or getattr(user, "is_staff", False))
 
+    def can_cancel(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        """Return whether ``user`` may cancel this operation: whoever may watch it, by default."""
+        return self.can_view(user)
+
     def get_success_url(self) -> str | None:
         """Return where a watching page goes once the operation has finished successfully.
 
@@ -145,6 +149,7 @@ class LiveOperation(models.Model):
             error_message=self.error_message,
             traceback=self.traceback,
             interrupted=self.interrupted,
+            cancel_requested=self.cancel_requested,
         )
 
     # --- running -----------------------------------------------------------------

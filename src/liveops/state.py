@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 # Regions of the page the server renders; "connection" belongs to the client.
-ALL_REGIONS: tuple[str, ...] = ("status", "progress", "stages", "log", "result")
+#: "notice" says what a viewer asked for meanwhile ("Cancelling…"); it is rendered from
+#: the database, so a run's live ticks never send it, only its end.
+ALL_REGIONS: tuple[str, ...] = ("status", "notice", "progress", "stages", "log", "result")
 STATUS_LEVELS = ("info", "success", "warning", "error")
 # Hostile or careless callers can pass megabytes; a page region has no use for them.
 STATUS_MAX = 1_000
@@ -90,6 +92,7 @@ class StateView:
     error_message: str = ""
     traceback: str = ""
     interrupted: bool = False
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)

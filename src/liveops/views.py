@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
 from django.views.generic import DetailView
 
+from liveops.control import request_cancel
 from liveops.liveness import ensure_fresh
 from liveops.models import LiveOperation, get_operation_model
 
-__all__ = ["LiveOperationCreateMixin", "LiveOperationView"]
+__all__ = ["CancelView", "LiveOperationCreateMixin", "LiveOperationView"]
+
+
+def _viewable_operation(request: HttpRequest, label: str, pk: UUID) -> LiveOperation:
+    """Return the operation named by the URL, if ``request.user`` may watch it; else 404."""
+    try:
+        model = get_operation_model(label)
+    except LookupError as exc:
+        raise Http404("No such operation type.") from exc
+    op = model._default_manager.filter(pk=pk).first()
+    if op is None or not op.can_view(request.user):
+        raise Http404("No such operation.")
+    return op
 
 
 class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-arg]
@@ -24,14 +47,9 @@ class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-ar
 
     def get_object(self, queryset: Any = None) -> LiveOperation:
         """Return the operation named by the URL, if the user may watch it."""
-        try:
-            model = get_operation_model(self.kwargs["label"])
-        except LookupError as exc:
-            raise Http404("No such operation type.") from exc
-        op = model._default_manager.filter(pk=self.kwargs["pk"]).first()
-        if op is None or not op.can_view(self.request.user):
-            raise Http404("No such operation.")
-        return ensure_fresh(op)
+        return ensure_fresh(
+            _viewable_operation(self.request, self.kwargs["label"], self.kwargs["pk"])
+        )
 
     def get_template_names(self) -> list[str]:
         """Prefer ``<app_label>/<model_name>_detail.html``, then the package's page."""
@@ -60,3 +78,35 @@ class LiveOperationCreateMixin:
     def get_success_url(self) -> str:
         """Return the live page of the new operation."""
         return self.object.get_absolute_url()
+
+
+class CancelView(LoginRequiredMixin, View):
+    """POST: ask an operation to stop (CSRF-protected; works without JavaScript).
+
+    A form post is redirected back to the page (``next``, when it is a safe URL, or the
+    operation's live page), which then says "Cancelling…". A request that accepts
+    JSON (``liveops.js``) gets 202, or 409 when the operation has ended already.
+    """
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, label: str, pk: UUID) -> HttpResponse:
+        """Request the cancel and answer the form or the script."""
+        op = _viewable_operation(request, label, pk)
+        if not op.can_cancel(request.user):
+            return HttpResponseForbidden("You may not cancel this operation.")
+        requested = request_cancel(op)
+        if request.accepts("application/json") and not request.accepts("text/html"):
+            state = op.get_state().value
+            return JsonResponse(
+                {"cancel_requested": requested, "state": state}, status=202 if requested else 409
+            )
+        return HttpResponseRedirect(self._next_url(request, op))
+
+    @staticmethod
+    def _next_url(request: HttpRequest, op: LiveOperation) -> str:
+        wanted = request.POST.get("next", "")
+        safe = url_has_allowed_host_and_scheme(
+            wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        return wanted if safe else op.get_absolute_url()

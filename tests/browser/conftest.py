@@ -136,10 +136,11 @@ def open_page(
     pages: list[Any] = []
     errors: list[str] = []
 
-    def make(user: str | None = None) -> Any:
+    def make(user: str | None = None, *, javascript: bool = True) -> Any:
         context = browser.new_context(
             storage_state=login_state(user) if user else None,
             viewport={"width": 1100, "height": 900},
+            java_script_enabled=javascript,
         )
         context.add_init_script(RECORDER)
         contexts.append(context)

@@ -8,8 +8,9 @@ from typing import Any
 
 from django import template
 from django.http import HttpRequest
+from django.middleware.csrf import get_token
 from django.templatetags.static import static
-from django.urls import get_script_prefix
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -45,8 +46,23 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         ws_path=get_script_prefix() + WEBSOCKET_PATH,
         log_max=get_settings().LOG_TAIL,
         grant=_grant(request, op),
+        **_cancel_form(request, op),
     )
     return mark_safe(html)  # safe: rendered by templates with autoescape
+
+
+def _cancel_form(request: HttpRequest | None, op: LiveOperation) -> dict[str, str]:
+    """The cancel form's action and CSRF token, when this page's user may cancel ``op`` now."""
+    user = getattr(request, "user", None)
+    if request is None or user is None or op.finished_on is not None or op.cancel_requested:
+        return {}
+    if not op.can_cancel(user):
+        return {}
+    try:
+        url = reverse("liveops:cancel", kwargs={"label": op.live_label(), "pk": op.pk})
+    except NoReverseMatch:  # the project did not include liveops.urls
+        return {}
+    return {"cancel_url": url, "csrf_token": get_token(request)}
 
 
 def _grant(request: HttpRequest | None, op: LiveOperation) -> str:

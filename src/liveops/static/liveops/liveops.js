@@ -453,6 +453,30 @@
     if (event.persisted) connect();
   });
 
+  // ---- cancel ----------------------------------------------------------------
+
+  // The cancel form works as a plain POST and redirect. With this script the page
+  // stays: the request goes by fetch, and "Cancelling…" comes back over the socket
+  // like any other update (to every page watching). Any failure falls back to the post.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.classList.contains("liveops-cancel")) return;
+    if (!window.fetch || !window.FormData) return;
+    event.preventDefault();
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      if (response.status !== 202 && response.status !== 409) throw new Error(response.status);
+    }).catch(function () {
+      form.submit(); // not re-dispatched as a submit event: the plain post
+    });
+  });
+
   var api = { connect: connect, applyFrame: applyFrame };
   Object.defineProperty(api, "sockets", {
     enumerable: true,

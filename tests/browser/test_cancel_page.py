@@ -1,0 +1,52 @@
+"""Cancelling from the live page in real Chromium: in place with the script, and without it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.pages import start
+from tests.browser.support import Server
+
+pytestmark = pytest.mark.browser
+
+DURATION = "Duration (seconds)"
+
+
+def test_cancel_shows_cancelling_at_once_then_cancelled_in_place(
+    site: Server, open_page: Any
+) -> None:
+    page = open_page("alice")
+    page.goto(f"{site.url}/")
+    live = start(page, "Long import", "Start a long import", **{DURATION: "20"})
+    expect(live.region("status")).to_contain_text("In progress", timeout=15_000)
+    page.evaluate("window.__liveopsTestMarker = 'still here'")
+
+    page.get_by_role("button", name="Cancel").click()
+    expect(live.region("notice")).to_have_text("Cancelling…", timeout=5_000)
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(live.region("status")).to_contain_text("Cancelled", timeout=15_000)
+    expect(live.region("result")).to_contain_text("The operation was cancelled.")
+    expect(live.region("notice")).to_have_text("")
+    expect(live.region("stages")).to_contain_text("(cancelled)")
+    assert page.evaluate("window.__liveopsTestMarker") == "still here", "the page reloaded"
+
+
+def test_cancel_works_without_javascript(site: Server, open_page: Any) -> None:
+    page = open_page("alice")  # starts the operation; the form posts and redirects
+    page.goto(f"{site.url}/")
+    live = start(page, "Long import", "Start a long import", **{DURATION: "20"})
+    expect(live.region("status")).to_contain_text("In progress", timeout=15_000)
+
+    plain = open_page("alice", javascript=False)
+    plain.goto(page.url)
+    plain.get_by_role("button", name="Cancel").click()
+    plain.wait_for_url(page.url)
+    expect(plain.locator(".liveops-notice-text")).to_have_text("Cancelling…")
+    expect(plain.get_by_role("button", name="Cancel")).to_have_count(0)
+    # The page with the script, watching the same operation, sees the end live.
+    expect(live.region("status")).to_contain_text("Cancelled", timeout=15_000)
+    plain.reload()
+    expect(plain.locator(".liveops-status")).to_contain_text("Cancelled")

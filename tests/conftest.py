@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["liveops.testing"]
+
 REQUIRE_SERVICES = os.environ.get("LIVEOPS_REQUIRE_SERVICES") == "1"
 
 

@@ -1,0 +1,479 @@
+"""Helpers for testing your own operations (see docs/testing.md).
+
+- ``RecordingProgress``: a ``p`` to pass to ``run()`` in a plain unit test. It
+  validates its arguments as ``Progress`` does (it *is* a ``Progress``, driven by
+  an in-memory run instead of the database and the publisher), records every call,
+  and shows the resulting state as plain attributes.
+- The ``liveops_run`` pytest fixture: run a saved operation through the real
+  ``execute()`` and look at what its viewers were sent. Enable it with
+  ``pytest_plugins = ["liveops.testing"]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
+
+from liveops.exceptions import OperationCancelled
+from liveops.progress import Progress
+from liveops.state import LiveState, Phase, StageState, StateView
+
+if TYPE_CHECKING:
+    from liveops.execution import Run
+    from liveops.models import LiveOperation
+
+__all__ = ["Call", "LiveRun", "LiveRunRecord", "RecordingProgress"]
+
+T = TypeVar("T")
+
+# What a stage still open at the end becomes (as execute() does).
+_OPEN_STAGE_ENDS = {Phase.FINISHED_OK: StageState.DONE, Phase.FINISHED_ERROR: StageState.FAILED}
+
+
+class Call(NamedTuple):
+    """One call made on a ``RecordingProgress``: compares equal to ``(name, args, kwargs)``."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class _Unnamed:
+    """Stands for the operation when ``RecordingProgress`` was given none."""
+
+    def __str__(self) -> str:
+        return "The operation"
+
+
+class _MemoryRun:
+    """The part of ``execution.Run`` that ``Progress`` uses, kept in memory."""
+
+    def __init__(self, op: object, declared: Sequence[str], log_tail: int) -> None:
+        self.op = op
+        self.declared_stage_names = tuple(declared)
+        self.state = LiveState(StateView(), log_tail)
+        self.state.start()
+        self.interrupt_requested = False
+        self.stage_states: dict[str, StageState] = dict.fromkeys(declared, StageState.PENDING)
+
+    def notify(self) -> None:
+        """Nothing to publish: the state is read directly."""
+
+    def set_stage(self, name: str, stage_state: StageState) -> None:
+        if self.state.current().phase.is_terminal:
+            return
+        self.stage_states[name] = stage_state
+        self.state.set_stages(tuple(self.stage_states.items()))
+
+    def cancel_requested(self) -> bool:  # pragma: no cover - RecordingProgress decides itself
+        return False
+
+    def finish_ok(self, context: Mapping[str, Any]) -> None:
+        # What the result template gets: JSON values only (dates become strings).
+        from liveops.execution import _json_round_trip
+
+        self._finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+
+    def finish_error(self, message: str, traceback: str) -> None:
+        self._finish(Phase.FINISHED_ERROR, error_message=message, traceback=traceback)
+
+    def _finish(self, phase: Phase, **ending: Any) -> None:
+        for name, value in self.stage_states.items():
+            if value is StageState.ACTIVE:
+                self.stage_states[name] = _OPEN_STAGE_ENDS[phase]
+        self.state.finish(phase, stages=tuple(self.stage_states.items()), **ending)
+
+
+class RecordingProgress(Progress):
+    """A ``Progress`` for unit tests: no database, no channel layer, every call recorded.
+
+    ``op`` (optional) supplies the declared ``stages``, which ``stage()`` then
+    checks names against, as the real one does; or pass ``stages`` directly.
+    ``check_cancelled()`` returns ``cancel_after`` times, then raises
+    ``OperationCancelled`` on every later check (``None``, the default: never;
+    ``0``: at the first check); ``cancel()`` makes the next check raise.
+    ``p.track()`` checks between items, as the real one does: those checks count,
+    and are not recorded in ``calls``.
+
+    Like the page, the state keeps clipped texts, the percent clamped to 0-100
+    and the result context as JSON gives it back; unlike the page, it keeps every
+    log line unless ``log_tail`` limits them.
+    """
+
+    def __init__(
+        self,
+        op: LiveOperation | None = None,
+        *,
+        stages: Sequence[str] | None = None,
+        cancel_after: int | None = None,
+        log_tail: int | None = None,
+    ) -> None:
+        declared = list(stages if stages is not None else (op.stages if op is not None else ()))
+        self._memory = _MemoryRun(
+            op if op is not None else _Unnamed(),
+            declared,
+            log_tail if log_tail is not None else 2**62,
+        )
+        super().__init__(cast("Run", self._memory))
+        #: Every call, in order: ``Call(name, args, kwargs)``.
+        self.calls: list[Call] = []
+        #: How many times cancellation was checked (by ``run()`` or by ``track()``).
+        self.cancel_checks = 0
+        self.cancel_after = cancel_after
+        self._cancelled = False
+        self._inside_track = 0
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(Call(name, args, kwargs))
+
+    # --- the Progress API, recorded ------------------------------------------------
+
+    def status(self, text: str, level: str = "info") -> None:
+        self._record("status", text, level=level)
+        super().status(text, level)
+
+    def percent(self, value: float) -> None:
+        self._record("percent", value)
+        super().percent(value)
+
+    def log(self, line: object) -> None:
+        self._record("log", line)
+        super().log(line)
+
+    def track(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        label: str | None = None,
+        unit: str = "item",
+    ) -> Iterator[T]:
+        self._record("track", iterable, total=total, label=label, unit=unit)
+        return self._tracking(super().track(iterable, total, label, unit))
+
+    def _tracking(self, inner: Iterator[T]) -> Iterator[T]:
+        # Marks the stretches where Progress.track() runs (and checks cancellation).
+        try:
+            while True:
+                self._inside_track += 1
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    return
+                finally:
+                    self._inside_track -= 1
+                yield item
+        finally:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._record("stage", name)
+        with super().stage(name):
+            yield
+
+    def result(self, context: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        self._record("result", context, **extra)
+        super().result(context, **extra)
+
+    def error(self, message: str) -> None:
+        self._record("error", message)
+        super().error(message)
+
+    def check_cancelled(self) -> None:
+        if not self._inside_track:
+            self._record("check_cancelled")
+        self.cancel_checks += 1
+        limit = self.cancel_after
+        if self._cancelled or (limit is not None and self.cancel_checks > limit):
+            self._cancelled = True
+            raise OperationCancelled()
+
+    # --- test controls -------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Make the next ``check_cancelled()`` raise, as a viewer's cancel would."""
+        self._cancelled = True
+
+    # --- the resulting state -------------------------------------------------------
+
+    @property
+    def view(self) -> StateView:
+        """The whole state, as the renderer would draw it."""
+        return self._memory.state.current()
+
+    @property
+    def phase(self) -> Phase:
+        """STARTED, then FINISHED_OK after ``result()`` or FINISHED_ERROR after ``error()``."""
+        return self.view.phase
+
+    @property
+    def status_text(self) -> str:
+        return self.view.status_text
+
+    @property
+    def status_level(self) -> str:
+        return self.view.status_level
+
+    @property
+    def percent_value(self) -> float | None:
+        """The percent shown (``percent`` is the method); 100 after ``result()``."""
+        return self.view.percent
+
+    @property
+    def done(self) -> int:
+        """The count ``track()`` reached."""
+        return self.view.done
+
+    @property
+    def total(self) -> int | None:
+        """The total ``track()`` counted towards, when it knew one."""
+        return self.view.total
+
+    @property
+    def log_lines(self) -> list[str]:
+        return [line for _, line in self.view.log_tail]
+
+    @property
+    def stages(self) -> dict[str, StageState]:
+        """Each declared or entered stage with its state (a StrEnum: compare to "done")."""
+        return dict(self._memory.stage_states)
+
+    @property
+    def result_context(self) -> dict[str, Any] | None:
+        """The context given to ``result()``, as the result template gets it; else None."""
+        context = self.view.result_context
+        return None if context is None else dict(context)
+
+    @property
+    def error_message(self) -> str:
+        return self.view.error_message
+
+
+# --- the liveops_run fixture ------------------------------------------------------------
+
+
+class _Region:
+    """One top-level region element of a frame, split for the appends of the log."""
+
+    def __init__(self, start: str, inner: str, end: str, texts: list[str], append: bool) -> None:
+        self.start, self.inner, self.end = start, inner, end
+        self.texts, self.append = texts, append
+
+    @property
+    def html(self) -> str:
+        return self.start + self.inner + self.end
+
+
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"}
+    | {"source", "track", "wbr"}
+)
+
+
+class _RegionSplitter(HTMLParser):
+    """Split a frame's HTML into its top-level elements, by id."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._html = html
+        self._line_starts = [0]
+        for index, char in enumerate(html):
+            if char == "\n":
+                self._line_starts.append(index + 1)
+        self._depth = 0
+        self._open: tuple[str, str, int, bool] | None = None  # id, start tag, inner start, append
+        self._texts: list[str] = []
+        self.regions: dict[str, _Region] = {}
+        self.feed(html)
+        self.close()
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self._line_starts[line - 1] + column
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._depth == 0:
+            start = self.get_starttag_text() or ""
+            values = dict(attrs)
+            append = values.get("hx-swap-oob") == "beforeend"
+            self._open = (values.get("id") or "", start, self._offset() + len(start), append)
+            self._texts = []
+        if tag not in _VOID:
+            self._depth += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """A self-closing tag opens and closes nothing."""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID or self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._open is not None:
+            element_id, start, inner_start, append = self._open
+            offset = self._offset()
+            end = self._html[offset : self._html.index(">", offset) + 1]
+            inner = self._html[inner_start:offset]
+            self.regions[element_id] = _Region(start, inner, end, self._texts, append)
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        text = " ".join(data.split())
+        if self._depth > 0 and text:
+            self._texts.append(text)
+
+
+@dataclass
+class LiveRunRecord:
+    """What ``liveops_run(op)`` saw: the stored end and every message sent to viewers."""
+
+    #: The operation, reloaded from the database after the run.
+    op: LiveOperation
+    #: ``op.get_state()`` after the run.
+    phase: Phase
+    #: The channel-layer messages sent for this operation, in order.
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def frames(self) -> list[str]:
+        """The region HTML of each message, in order (what a viewer's page applies)."""
+        from liveops.updates import Update
+
+        return [Update.from_message(message).html() for message in self.messages]
+
+    @property
+    def terminal_frame(self) -> str | None:
+        """The HTML of the terminal message (the one carrying the end), or None."""
+        from liveops.updates import Update
+
+        ends = [Update.from_message(m).html() for m in self.messages if m.get("terminal")]
+        return ends[-1] if ends else None
+
+    def _applied(self, name: str) -> _Region:
+        from liveops.fragments import region_id
+
+        wanted = region_id(self.op, name)
+        current: _Region | None = None
+        for frame in self.frames:
+            found = _RegionSplitter(frame).regions.get(wanted)
+            if found is None:
+                continue
+            if found.append and current is not None:  # new log lines, added at the end
+                current = _Region(
+                    current.start,
+                    current.inner + found.inner,
+                    current.end,
+                    current.texts + found.texts,
+                    append=False,
+                )
+            else:
+                current = found
+        if current is None:
+            raise KeyError(f"No frame carried the {name!r} region ({wanted}).")
+        return current
+
+    def region(self, name: str) -> str:
+        """The HTML region ``name`` ends with once every frame is applied in order.
+
+        ``name`` is one of status, progress, stages, log and result. Log lines sent
+        as appends are added to the log; the terminal frame carries the whole log.
+        """
+        return self._applied(name).html
+
+    def texts(self, name: str) -> list[str]:
+        """The texts of region ``name`` as it ends: each run of text between tags, in order.
+
+        Whitespace is collapsed and empty runs are left out, so the log gives its lines.
+        """
+        return list(self._applied(name).texts)
+
+    def text(self, name: str) -> str:
+        """The text of region ``name`` as it ends, whitespace collapsed to single spaces."""
+        return " ".join(self._applied(name).texts)
+
+
+class LiveRun(Protocol):
+    """The ``liveops_run`` fixture: run ``op`` now, return what was stored and sent."""
+
+    def __call__(self, op: LiveOperation, *, timeout: float = 5.0) -> LiveRunRecord: ...
+
+
+class _Sent:
+    """The messages the publisher sent, from its thread, for the test's thread to read."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.changed = threading.Condition()
+
+    def add(self, group: str, message: dict[str, Any]) -> None:
+        with self.changed:
+            self.messages.append((group, message))
+            self.changed.notify_all()
+
+    def of(self, group: str, since: int) -> list[dict[str, Any]]:
+        with self.changed:
+            return [m for g, m in self.messages[since:] if g == group]
+
+    def wait_for_end(self, group: str, since: int, timeout: float) -> None:
+        with self.changed:
+            self.changed.wait_for(
+                lambda: any(g == group and m.get("terminal") for g, m in self.messages[since:]),
+                timeout,
+            )
+
+
+def _make_runner(monkeypatch: Any) -> LiveRun:
+    from django.db import router
+    from django.test import TestCase
+
+    from liveops.execution import execute
+    from liveops.publish import Publisher, group_name
+
+    sent = _Sent()
+    real_send = Publisher.send
+
+    async def send(self: Publisher, group: str, message: dict[str, Any]) -> None:
+        sent.add(group, message)
+        await real_send(self, group, message)
+
+    monkeypatch.setattr(Publisher, "send", send)
+
+    def run(op: LiveOperation, *, timeout: float = 5.0) -> LiveRunRecord:
+        if op._state.adding:
+            raise ValueError(f"Save {op!r} before running it with liveops_run.")
+        label, group = op.live_label(), group_name(op.live_label(), op.pk)
+        since = len(sent.messages)
+        # The end is published once its transaction commits: inside the test's own
+        # transaction (pytest-django's plain `db`), run those callbacks here.
+        using = router.db_for_write(type(op), instance=op)
+        with TestCase.captureOnCommitCallbacks(using=using, execute=True):
+            execute(label, op.pk)
+        op.refresh_from_db()
+        phase = op.get_state()
+        if phase.is_terminal:
+            sent.wait_for_end(group, since, timeout)
+        return LiveRunRecord(op=op, phase=phase, messages=sent.of(group, since))
+
+    return run
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - RecordingProgress needs no pytest
+    pass
+else:
+
+    @pytest.fixture
+    def liveops_run(monkeypatch: pytest.MonkeyPatch) -> LiveRun:
+        """Return ``run(op) -> LiveRunRecord``: execute a saved operation here and now.
+
+        The operation runs in the test's thread through ``liveops.execution.execute()``
+        (whatever ``LIVEOPS["RUNNER"]`` says); every message the publisher sends for
+        it is recorded. Works with ``django_db`` and ``django_db(transaction=True)``.
+        """
+        return _make_runner(monkeypatch)

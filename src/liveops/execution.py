@@ -32,7 +32,7 @@ from liveops.progress import Progress
 from liveops.publish import get_publisher
 from liveops.state import LiveState, Phase, StageState, StateView
 
-__all__ = ["Run", "execute"]
+__all__ = ["Run", "execute", "sigterm_as_exit"]
 
 logger = logging.getLogger("liveops")
 
@@ -46,7 +46,7 @@ _OPEN_STAGE_ENDS = {
 
 def execute(label: str, pk: UUID | str) -> None:
     """Claim and run the operation ``label``/``pk``; do nothing when it was claimed already."""
-    with _sigterm_as_exit():
+    with sigterm_as_exit():
         model = get_operation_model(label)
         now = timezone.now()
         claimable = model._default_manager.filter(
@@ -106,7 +106,7 @@ def _run(run: Run) -> None:
 
 
 @contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[None]:
     """In a plain script's main thread, let SIGTERM unwind as SystemExit.
 
     Python's default for SIGTERM ends the process on the spot, leaving the

@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -32,7 +29,7 @@ from django.db import connections, models
 from django.utils import timezone
 
 from liveops.control import request_cancel
-from liveops.execution import Run, execute
+from liveops.execution import Run, execute, sigterm_as_exit
 from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.state import Phase, StateView
@@ -291,28 +288,6 @@ def find_run(op: LiveOperation) -> Run | None:
         if type(run.op) is type(op) and run.op.pk == op.pk:
             return run
     return None
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Let SIGTERM unwind the main thread (so the run is ended as interrupted on exit).
-
-    ``execute()`` does this itself on a main thread; here it runs on a worker thread.
-    """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def failure_message(op: LiveOperation) -> str:

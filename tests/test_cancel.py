@@ -13,7 +13,7 @@ from django.test import Client
 
 from liveops import control
 from liveops.execution import execute
-from liveops.state import Phase
+from liveops.state import ALL_REGIONS, Phase
 from tests.testapp.models import Endless, Scripted
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,9 +25,11 @@ DEADLINE = 10.0
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, tuple[str, ...]]]:
     """What the cancel publishes, once its transaction has committed."""
     sent: list[tuple[Any, tuple[str, ...]]] = []
-    monkeypatch.setattr(
-        control, "publish_snapshot", lambda op, regions: sent.append((op.pk, tuple(regions)))
-    )
+
+    def record(op: Any, regions: tuple[str, ...] = ALL_REGIONS) -> None:
+        sent.append((op.pk, tuple(regions)))
+
+    monkeypatch.setattr(control, "publish_snapshot", record)
     return sent
 
 
@@ -140,8 +142,7 @@ def test_the_form_cancels_without_javascript(user, settings, published, csrf_set
     assert response["Location"] == op.get_absolute_url()
     page = live_page(client, op)
     (notice,) = page.find_class("liveops-notice-text")
-    assert notice.text_content() == "Cancelling…"
-    assert page.find_class("liveops-cancel") == []  # asked already: no second button
+    assert notice.text_content() == "Cancelling…"  # which hides the button (liveops.css)
 
 
 def test_the_script_gets_202_then_409_once_it_has_ended(user, published) -> None:
@@ -152,11 +153,11 @@ def test_the_script_gets_202_then_409_once_it_has_ended(user, published) -> None
     accepted = client.post(url, headers={"Accept": "application/json"})
     assert (accepted.status_code, accepted.json()) == (
         202,
-        {"cancel_requested": True, "state": "CANCELLED"},
+        {"applied": True, "state": "CANCELLED", "attempt": 1},
     )
     late = client.post(url, headers={"Accept": "application/json"})
     assert late.status_code == 409
-    assert late.json()["cancel_requested"] is False
+    assert late.json()["applied"] is False
 
 
 def test_only_those_who_may_view_can_cancel(user, other_user, published) -> None:
@@ -181,9 +182,81 @@ def test_a_page_may_name_where_to_go_back_to_but_not_another_site(user, publishe
     )
 
 
-def test_no_form_for_a_finished_operation(user, published) -> None:
+def test_no_forms_for_who_may_not_act(user, staff_user, monkeypatch, published) -> None:
     op = Scripted.objects.create(owner=user)
-    execute(op.live_label(), op.pk)
+    monkeypatch.setattr(Scripted, "can_cancel", lambda self, user: not user.is_staff)
+    monkeypatch.setattr(Scripted, "can_retry", lambda self, user: not user.is_staff)
     client = Client()
     client.force_login(user)
-    assert live_page(client, op).find_class("liveops-cancel") == []
+    page = live_page(client, op)
+    assert len(page.find_class("liveops-cancel") + page.find_class("liveops-retry")) == 2
+    client.force_login(staff_user)  # may watch (staff), may not act here
+    page = live_page(client, op)
+    assert page.find_class("liveops-cancel") + page.find_class("liveops-retry") == []
+    assert client.post(f"{op.get_absolute_url()}cancel/").status_code == 403
+
+
+# --- retry -----------------------------------------------------------------------------------
+
+
+def test_a_retry_starts_a_new_attempt_from_a_clean_slate(user, published, monkeypatch) -> None:
+    op = Scripted.objects.create(owner=user)
+    Scripted.SCRIPTS[op.pk] = [lambda p: p.log("first"), lambda p: p.error("disk full")]
+    execute(op.live_label(), op.pk)
+    failed = reload(op)
+    assert failed.get_state() is Phase.FINISHED_ERROR
+    restarted: list[int] = []
+    monkeypatch.setattr(Scripted, "on_restart", lambda self: restarted.append(self.attempt))
+    monkeypatch.setattr(Scripted, "enqueue", lambda self: None)  # run it by hand below
+
+    assert control.request_retry(op)
+    fresh = reload(op)
+    assert restarted == [1]
+    assert (fresh.attempt, fresh.version) == (2, failed.version + 1)
+    assert fresh.get_state() is Phase.NOT_STARTED
+    assert (fresh.error_message, fresh.log, fresh.log_seq, fresh.result_context) == (
+        "",
+        [],
+        0,
+        None,
+    )
+    assert published[-1] == (op.pk, ("status", "notice", "progress", "stages", "log", "result"))
+
+    Scripted.SCRIPTS[op.pk] = [lambda p: p.result(rows=3)]
+    execute(op.live_label(), op.pk)
+    done = reload(op)
+    assert (done.get_state(), done.attempt, done.result_context) == (
+        Phase.FINISHED_OK,
+        2,
+        {"rows": 3},
+    )
+
+
+def test_no_retry_before_the_end(user, published) -> None:
+    op = Endless.objects.create(owner=user)
+    type(op).objects.filter(pk=op.pk).update(started_on="2026-01-01T00:00:00Z")
+    assert not control.request_retry(op)
+    assert reload(op).attempt == 1
+    client = Client()
+    client.force_login(user)
+    url = f"{op.get_absolute_url()}retry/"
+    assert client.post(url).status_code == 409
+    refused = client.post(url, headers={"Accept": "application/json"})
+    assert (refused.status_code, refused.json()["applied"]) == (409, False)
+
+
+def test_the_retry_form_runs_it_again_without_javascript(user, settings) -> None:
+    settings.LIVEOPS = {"RUNNER": "eager"}
+    op = Scripted.objects.create(owner=user)
+    Scripted.SCRIPTS[op.pk] = [lambda p: p.error("first try fails")]
+    execute(op.live_label(), op.pk)
+    Scripted.SCRIPTS[op.pk] = [lambda p: p.result(rows=1)]
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = live_page(client, op)
+    (form,) = page.find_class("liveops-retry")
+    fields = {i.get("name"): i.get("value") for i in form.iter("input")}
+    response = client.post(form.get("action"), fields)
+    assert (response.status_code, response["Location"]) == (302, op.get_absolute_url())
+    done = reload(op)  # the eager runner ran the new attempt when the retry committed
+    assert (done.get_state(), done.attempt) == (Phase.FINISHED_OK, 2)

@@ -1,8 +1,10 @@
-"""What a viewer may ask of an operation: to cancel it."""
+"""What a viewer may ask of an operation: to cancel it, or to run it again once it ended."""
 
 from __future__ import annotations
 
+import copy
 import functools
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -12,7 +14,29 @@ from liveops.models import LiveOperation
 from liveops.publish import publish_snapshot
 from liveops.state import ALL_REGIONS
 
-__all__ = ["request_cancel"]
+__all__ = ["request_cancel", "request_retry"]
+
+#: What a new attempt starts from: everything a run and its end wrote.
+FRESH_ATTEMPT: dict[str, Any] = {
+    "started_on": None,
+    "finished_on": None,
+    "finished_successfully": False,
+    "cancel_requested": False,
+    "cancelled": False,
+    "interrupted": False,
+    "traceback": "",
+    "error_message": "",
+    "result_context": None,
+    "status_text": "",
+    "status_level": "info",
+    "percent": None,
+    "log": [],
+    "log_seq": 0,
+    "track": {},
+    "current_stage": "",
+    "stage_states": {},
+    "heartbeat_on": None,
+}
 
 
 def request_cancel(op: LiveOperation) -> bool:
@@ -38,4 +62,32 @@ def request_cancel(op: LiveOperation) -> bool:
         # Every page shows "Cancelling…", or the end, once this is stored.
         regions = ALL_REGIONS if op.finished_on is not None else ("notice",)
         transaction.on_commit(functools.partial(publish_snapshot, op, regions))
+    return True
+
+
+def request_retry(op: LiveOperation) -> bool:
+    """Start a new attempt of ``op`` if it has ended; return False when it has not.
+
+    ``op.on_restart()`` resets the model's own fields first. The attempt number
+    grows, so every page watching replaces its regions in place (a newer attempt
+    outranks anything of an older one); the run is enqueued once this commits.
+    """
+    model = type(op)
+    with transaction.atomic():
+        ended = model._default_manager.select_for_update().filter(
+            pk=op.pk, finished_on__isnull=False
+        )
+        fresh = ended.first()
+        if fresh is None:
+            return False
+        fresh.on_restart()
+        for name, value in FRESH_ATTEMPT.items():
+            setattr(fresh, name, copy.copy(value))
+        fresh.attempt += 1
+        fresh.version += 1
+        fresh.save()
+        # The new attempt's picture first, then the run (an eager one ends at once).
+        transaction.on_commit(functools.partial(publish_snapshot, fresh))
+        fresh.enqueue()
+    op.refresh_from_db()
     return True

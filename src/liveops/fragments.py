@@ -138,12 +138,14 @@ def render_container(
     log_max: int,
     grant: str = "",
     cancel_url: str = "",
+    retry_url: str = "",
     csrf_token: str = "",
 ) -> str:
     """Render the whole live container, each region already holding the current state.
 
-    With ``cancel_url`` (and the page's ``csrf_token``) it holds a cancel form, which
-    works without JavaScript; a finished or cancelling operation hides it.
+    With ``cancel_url`` and ``retry_url`` (and the page's ``csrf_token``) it holds the
+    cancel and retry forms, which work without JavaScript; the stylesheet shows the
+    one that applies to the state the page shows.
     """
     with translation.override(op.language or None):
         regions = {
@@ -159,6 +161,7 @@ def render_container(
                 "ws_path": ws_path,
                 "grant": grant,
                 "cancel_url": cancel_url,
+                "retry_url": retry_url,
                 "csrf_token": csrf_token,
                 "regions": regions,
             },

@@ -93,6 +93,13 @@ class LiveOperation(models.Model):
         """Return whether ``user`` may cancel this operation: whoever may watch it, by default."""
         return self.can_view(user)
 
+    def can_retry(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        """Return whether ``user`` may start a new attempt once it ended: as ``can_cancel``."""
+        return self.can_cancel(user)
+
+    def on_restart(self) -> None:
+        """Reset your own fields before a retry starts a new attempt (saved with it)."""
+
     def get_success_url(self) -> str | None:
         """Return where a watching page goes once the operation has finished successfully.
 

@@ -20,11 +20,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import DetailView
 
-from liveops.control import request_cancel
+from liveops.control import request_cancel, request_retry
 from liveops.liveness import ensure_fresh
 from liveops.models import LiveOperation, get_operation_model
 
-__all__ = ["CancelView", "LiveOperationCreateMixin", "LiveOperationView"]
+__all__ = ["CancelView", "LiveOperationCreateMixin", "LiveOperationView", "RetryView"]
 
 
 def _viewable_operation(request: HttpRequest, label: str, pk: UUID) -> LiveOperation:
@@ -80,27 +80,35 @@ class LiveOperationCreateMixin:
         return self.object.get_absolute_url()
 
 
-class CancelView(LoginRequiredMixin, View):
-    """POST: ask an operation to stop (CSRF-protected; works without JavaScript).
+class _OperationAction(LoginRequiredMixin, View):
+    """POST an action on an operation (CSRF-protected; works without JavaScript).
 
     A form post is redirected back to the page (``next``, when it is a safe URL, or the
-    operation's live page), which then says "Cancelling…". A request that accepts
-    JSON (``liveops.js``) gets 202, or 409 when the operation has ended already.
+    operation's live page). A request that accepts JSON (``liveops.js``) gets 202, or
+    409 when the operation is not in a state the action applies to.
     """
 
     http_method_names = ["post"]
+    #: The model's permission check, e.g. ``"can_cancel"``.
+    permission: str
+    #: What a form post gets when the action does not apply: a redirect, or this text.
+    conflict_text: str | None = None
+
+    def act(self, op: LiveOperation) -> bool:
+        """Do the action; return whether it applied."""
+        raise NotImplementedError
 
     def post(self, request: HttpRequest, label: str, pk: UUID) -> HttpResponse:
-        """Request the cancel and answer the form or the script."""
+        """Check the user, act, and answer the form or the script."""
         op = _viewable_operation(request, label, pk)
-        if not op.can_cancel(request.user):
-            return HttpResponseForbidden("You may not cancel this operation.")
-        requested = request_cancel(op)
+        if not getattr(op, self.permission)(request.user):
+            return HttpResponseForbidden("You may not do this to this operation.")
+        applied = self.act(op)
         if request.accepts("application/json") and not request.accepts("text/html"):
-            state = op.get_state().value
-            return JsonResponse(
-                {"cancel_requested": requested, "state": state}, status=202 if requested else 409
-            )
+            payload = {"applied": applied, "state": op.get_state().value, "attempt": op.attempt}
+            return JsonResponse(payload, status=202 if applied else 409)
+        if not applied and self.conflict_text is not None:
+            return HttpResponse(self.conflict_text, status=409, content_type="text/plain")
         return HttpResponseRedirect(self._next_url(request, op))
 
     @staticmethod
@@ -110,3 +118,27 @@ class CancelView(LoginRequiredMixin, View):
             wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         )
         return wanted if safe else op.get_absolute_url()
+
+
+class CancelView(_OperationAction):
+    """Ask a running operation to stop; the page then says "Cancelling…".
+
+    One that has ended already keeps its end; a form post just goes back to the page.
+    """
+
+    permission = "can_cancel"
+
+    def act(self, op: LiveOperation) -> bool:
+        """Request the cancel."""
+        return request_cancel(op)
+
+
+class RetryView(_OperationAction):
+    """Start a new attempt of an operation that has ended; 409 while it has not."""
+
+    permission = "can_retry"
+    conflict_text = "This operation has not ended; it can be retried once it has."
+
+    def act(self, op: LiveOperation) -> bool:
+        """Start the new attempt."""
+        return request_retry(op)

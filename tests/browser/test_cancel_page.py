@@ -50,3 +50,24 @@ def test_cancel_works_without_javascript(site: Server, open_page: Any) -> None:
     expect(live.region("status")).to_contain_text("Cancelled", timeout=15_000)
     plain.reload()
     expect(plain.locator(".liveops-status")).to_contain_text("Cancelled")
+
+
+def test_run_again_starts_a_new_attempt_in_place(site: Server, open_page: Any) -> None:
+    page = open_page("alice")
+    page.goto(f"{site.url}/")
+    live = start(page, "Long import", "Start a long import", **{DURATION: "4"})
+    expect(live.region("status")).to_contain_text("In progress", timeout=15_000)
+    expect(page.get_by_role("button", name="Run again")).to_be_hidden()
+    page.get_by_role("button", name="Cancel").click()
+    expect(live.region("status")).to_contain_text("Cancelled", timeout=15_000)
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    page.evaluate("window.__liveopsTestMarker = 'still here'")
+
+    page.get_by_role("button", name="Run again").click()
+    expect(live.region("status")).to_have_attribute("data-liveop-attempt", "2")
+    expect(live.region("result")).not_to_contain_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    expect(live.region("result")).to_contain_text("Import finished", timeout=30_000)
+    expect(live.region("stages")).to_contain_text("3 of 3 stages done")
+    expect(page.get_by_role("button", name="Run again")).to_be_visible()
+    assert page.evaluate("window.__liveopsTestMarker") == "still here", "the page reloaded"

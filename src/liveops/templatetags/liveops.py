@@ -46,23 +46,32 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         ws_path=get_script_prefix() + WEBSOCKET_PATH,
         log_max=get_settings().LOG_TAIL,
         grant=_grant(request, op),
-        **_cancel_form(request, op),
+        **_action_forms(request, op),
     )
     return mark_safe(html)  # safe: rendered by templates with autoescape
 
 
-def _cancel_form(request: HttpRequest | None, op: LiveOperation) -> dict[str, str]:
-    """The cancel form's action and CSRF token, when this page's user may cancel ``op`` now."""
+def _action_forms(request: HttpRequest | None, op: LiveOperation) -> dict[str, str]:
+    """The cancel and retry forms' actions and the CSRF token, for what this user may do.
+
+    Both are rendered whatever the state; the stylesheet shows the one that applies,
+    so a page keeps working after an in-place end or retry.
+    """
     user = getattr(request, "user", None)
-    if request is None or user is None or op.finished_on is not None or op.cancel_requested:
+    if request is None or user is None:
         return {}
-    if not op.can_cancel(user):
-        return {}
+    kwargs = {"label": op.live_label(), "pk": op.pk}
+    forms = {}
     try:
-        url = reverse("liveops:cancel", kwargs={"label": op.live_label(), "pk": op.pk})
+        if op.can_cancel(user):
+            forms["cancel_url"] = reverse("liveops:cancel", kwargs=kwargs)
+        if op.can_retry(user):
+            forms["retry_url"] = reverse("liveops:retry", kwargs=kwargs)
     except NoReverseMatch:  # the project did not include liveops.urls
         return {}
-    return {"cancel_url": url, "csrf_token": get_token(request)}
+    if forms:
+        forms["csrf_token"] = get_token(request)
+    return forms
 
 
 def _grant(request: HttpRequest | None, op: LiveOperation) -> str:

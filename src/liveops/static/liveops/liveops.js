@@ -453,15 +453,30 @@
     if (event.persisted) connect();
   });
 
-  // ---- cancel ----------------------------------------------------------------
+  // ---- cancel and retry ------------------------------------------------------
 
-  // The cancel form works as a plain POST and redirect. With this script the page
-  // stays: the request goes by fetch, and "Cancelling…" comes back over the socket
-  // like any other update (to every page watching). Any failure falls back to the post.
+  /** Reopen the sockets of a token that were closed because it had finished. */
+  function revive(token) {
+    connections.forEach(function (conn) {
+      if (conn.tokens.indexOf(token) >= 0 && conn.stopped && !conn.ws) {
+        conn.stopped = false;
+        conn.attempt = 0;
+        open(conn);
+      }
+    });
+  }
+
+  // The forms work as a plain POST and redirect. With this script the page stays:
+  // the request goes by fetch, and what it changed ("Cancelling…", a new attempt)
+  // comes back over the socket like any other update, to every page watching.
+  // Any failure falls back to the plain post.
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!(form instanceof HTMLFormElement) || !form.classList.contains("liveops-cancel")) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    var retry = form.classList.contains("liveops-retry");
+    if (!retry && !form.classList.contains("liveops-cancel")) return;
     if (!window.fetch || !window.FormData) return;
+    var container = form.closest("[data-liveop]");
     event.preventDefault();
     var button = form.querySelector("button");
     if (button) button.disabled = true;
@@ -472,6 +487,10 @@
       headers: { "Accept": "application/json" }
     }).then(function (response) {
       if (response.status !== 202 && response.status !== 409) throw new Error(response.status);
+      if (button) button.disabled = false; // shown again only when it applies again
+      if (retry && response.status === 202 && container) {
+        revive(container.getAttribute("data-liveop"));
+      }
     }).catch(function () {
       form.submit(); // not re-dispatched as a submit event: the plain post
     });

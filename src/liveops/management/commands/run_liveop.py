@@ -136,24 +136,27 @@ class Command(BaseCommand):
     def _follow(self, op: LiveOperation, outcome: Outcome, display: Display) -> None:
         """Show the run's progress until it ends; the first Ctrl-C cancels, the second exits."""
         run: Run | None = None
-        cancelling = False
+        cancel_wanted = cancel_sent = False
         # Not Thread.join(): on Python 3.11 a Ctrl-C inside it marks the thread stopped.
         while not outcome.done.is_set():
             try:
+                # Inside the try: a second Ctrl-C while the request is sent still exits.
+                if cancel_wanted and not cancel_sent:
+                    cancel_sent = True
+                    request_cancel(op)
+                    display.note(f"Cancelling {op}… (Ctrl-C again to exit without waiting)")
                 outcome.done.wait(POLL_INTERVAL)
                 run = run or find_run(op)
                 if run is not None:
                     display.show(run.state.current())
             except KeyboardInterrupt:
-                if cancelling:
+                if cancel_wanted:
                     display.close()
                     raise CommandError(
                         f"Stopped waiting for {op}: it ends as interrupted as this process exits.",
                         returncode=EXIT_CANCELLED,
                     ) from None
-                cancelling = True
-                request_cancel(op)
-                display.note(f"Cancelling {op}… (Ctrl-C again to exit without waiting)")
+                cancel_wanted = True
 
     def _report(self, op: LiveOperation, outcome: Outcome, verbosity: int) -> None:
         phase = op.get_state()

@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
@@ -15,6 +16,7 @@ def enqueue(request: HttpRequest, label: str, pk: str) -> HttpResponse:
 
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("operations/", include("liveops.urls")),
     path("test/enqueue/<str:label>/<str:pk>/", enqueue),
 ]

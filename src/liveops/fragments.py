@@ -24,6 +24,7 @@ from liveops.updates import Chunk, Rank, Update
 __all__ = [
     "container_id",
     "frame",
+    "phase_label",
     "region_id",
     "render_container",
     "render_parts",
@@ -38,6 +39,11 @@ _PHASE_LABELS = {
     Phase.FINISHED_ERROR: "Failed",
     Phase.CANCELLED: "Cancelled",
 }
+
+
+def phase_label(phase: Phase, *, interrupted: bool = False) -> str:
+    """Return the phase in words, in the active language."""
+    return _("Interrupted") if interrupted else _(_PHASE_LABELS[phase])
 
 
 def container_id(op: LiveOperation) -> str:
@@ -200,7 +206,7 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         "op": op,
         "view": view,
         "region_id": region_id(op, region),
-        "phase_label": _("Interrupted") if view.interrupted else _(_PHASE_LABELS[view.phase]),
+        "phase_label": phase_label(view.phase, interrupted=view.interrupted),
         "is_terminal": view.phase.is_terminal,
         "staff": staff,
     }

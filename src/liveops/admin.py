@@ -99,20 +99,18 @@ class LiveOperationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """Ask each running or waiting operation to stop."""
         asked = sum(request_cancel(op) for op in queryset if op.can_cancel(request.user))
-        self.message_user(
-            request,
-            ngettext("Asked %(n)d operation to stop.", "Asked %(n)d operations to stop.", asked)
-            % {"n": asked},
-            messages.SUCCESS if asked else messages.WARNING,
-        )
+        text = ngettext("Asked %(n)d operation to stop.", "Asked %(n)d operations to stop.", asked)
+        self._report(request, text % {"n": asked}, asked)
 
     @admin.action(description=_("Run the selected operations again"))
     def run_selected_again(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         """Start a new attempt of each operation that has ended; skip the others."""
         started = sum(request_retry(op) for op in queryset if op.can_retry(request.user))
-        self.message_user(
-            request,
-            ngettext("Started %(n)d operation again.", "Started %(n)d operations again.", started)
-            % {"n": started},
-            messages.SUCCESS if started else messages.WARNING,
+        text = ngettext(
+            "Started %(n)d operation again.", "Started %(n)d operations again.", started
         )
+        self._report(request, text % {"n": started}, started)
+
+    def _report(self, request: HttpRequest, text: str, count: int) -> None:
+        """Say what an action did: a warning when it applied to none of the selection."""
+        self.message_user(request, text, messages.SUCCESS if count else messages.WARNING)

@@ -121,8 +121,8 @@ class Hub:
         self._layer = layer
         self._channel: str | None = None
         self._receiving: asyncio.Task[None] | None = None
+        # A group is joined on the layer exactly while some socket here watches it.
         self._viewers: dict[str, set[Viewer]] = {}
-        self._joined: set[str] = set()
         # Joining and leaving one group are serialized, so a leave cannot undo a later join.
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: defaultdict[str, int] = defaultdict(int)
@@ -134,12 +134,12 @@ class Hub:
     async def subscribe(self, group: str, viewer: Viewer) -> None:
         """Deliver ``group``'s updates to ``viewer``; return once the layer has the group."""
         async with self._group_lock(group):
-            if group not in self._joined:
+            if group not in self._viewers:
                 channel = await self._channel_name()
                 async with self._layer_calls:
                     await self._layer.group_add(group, channel)
-                self._joined.add(group)
-            self._viewers.setdefault(group, set()).add(viewer)
+                self._viewers[group] = set()
+            self._viewers[group].add(viewer)
 
     async def unsubscribe(self, group: str, viewer: Viewer) -> None:
         """Stop delivering ``group`` to ``viewer``; leave the group when nobody watches it."""
@@ -151,8 +151,7 @@ class Hub:
             if viewers:
                 return
             del self._viewers[group]
-            if group in self._joined and self._channel is not None:
-                self._joined.discard(group)
+            if self._channel is not None:
                 try:
                     async with self._layer_calls:
                         await self._layer.group_discard(group, self._channel)
@@ -166,7 +165,7 @@ class Hub:
     @property
     def groups(self) -> frozenset[str]:
         """The groups this process has joined on the layer."""
-        return frozenset(self._joined)
+        return frozenset(self._viewers)
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Hand one layer message to every socket watching its group (soon, not now).
@@ -234,7 +233,6 @@ class Hub:
         self._channel = None
         self._receiving = None
         self._viewers.clear()
-        self._joined.clear()
         self._due.clear()
         for viewer in viewers:
             viewer.fail()

@@ -26,10 +26,8 @@ from liveops.conf import get_settings
 from liveops.fragments import render_update
 from liveops.models import LiveOperation
 from liveops.state import ALL_REGIONS, LiveState
-from liveops.updates import MESSAGE_TYPE
 
 __all__ = [
-    "MESSAGE_TYPE",
     "LiveChannel",
     "Publisher",
     "bind_server_loop",

@@ -78,10 +78,6 @@ class Update:
     regions: Mapping[str, tuple[Chunk, ...]]
     log_max: int = 200
 
-    @property
-    def terminal(self) -> bool:
-        return any(chunk.rank.terminal for chunks in self.regions.values() for chunk in chunks)
-
     def html(self, staff: bool = False) -> str:
         return "".join(
             chunk.for_viewer(staff) for chunks in self.regions.values() for chunk in chunks
@@ -97,9 +93,6 @@ class Update:
         if not any(c.staff_html is not None for cs in self.regions.values() for c in cs):
             return self.frame
         return json.dumps({"liveop_html": self.html(staff=True)}, ensure_ascii=False)
-
-    def frame_for(self, staff: bool) -> str:
-        return self.staff_frame if staff else self.frame
 
     @cached_property
     def _send_events(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,6 +10,8 @@ LTS_VENV ?= .venv-django52
 LTS_PY := $(LTS_VENV)/bin/python
 LTS_STAMP := $(LTS_VENV)/.installed
 
+JS_STAMP := tests/js/node_modules/.installed
+
 .PHONY: demo demo-stack test test-lts install lint format clean
 
 $(STAMP): pyproject.toml
@@ -27,6 +29,11 @@ $(LTS_STAMP): pyproject.toml
 	$(LTS_PY) -m pip install --quiet -e . --group test "django>=5.2,<6"
 	@touch $(LTS_STAMP)
 
+# axe-core for the accessibility browser tests, exactly as the lock file pins it.
+$(JS_STAMP): tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	@touch $(JS_STAMP)
+
 test-lts: $(LTS_STAMP)
 	$(LTS_PY) -m pytest -m "not browser and not postgres" -q -p no:cacheprovider
 	$(LTS_PY) -m pytest -m postgres --ds=tests.settings_pg -q -p no:cacheprovider
@@ -39,7 +46,7 @@ demo: install
 demo-stack: install
 	scripts/demo-stack
 
-test: install
+test: install $(JS_STAMP)
 	@scripts/ensure-chromium
 	$(PY) -m ruff check src tests example benchmarks
 	$(PY) -m ruff format --check src tests example benchmarks
@@ -58,4 +65,4 @@ format: install
 	$(PY) -m ruff format src tests example benchmarks
 
 clean:
-	rm -rf $(VENV) $(LTS_VENV) example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LTS_VENV) tests/js/node_modules example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm test-artifacts .pytest_cache .mypy_cache .ruff_cache

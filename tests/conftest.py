@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,3 +34,15 @@ def other_user(django_user_model):
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user("stella", password="pw", is_staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _language_reset() -> Iterator[None]:
+    """Leave no language active after a test (a view or override can leave one behind)."""
+    yield
+    from django.conf import settings
+
+    if settings.configured:
+        from django.utils import translation
+
+        translation.deactivate()

@@ -13,6 +13,7 @@ Run in its own pytest invocation (Playwright's sync API runs an event loop):
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import math
 import re
@@ -146,9 +147,12 @@ def container(
     log_seqs: tuple[int, ...] = (1, 2, 3),
     log_max: int = 5,
     terminal: bool = False,
+    texts: dict[str, str] | None = None,
 ) -> str:
     """Render a container as `{% live_operation %}` would, regions at version 1."""
     ws_attr = f' data-liveop-ws="{ws}"' if ws else ""
+    if texts is not None:
+        ws_attr += f' data-liveop-texts="{html.escape(json.dumps(texts))}"'
     state = "FINISHED_OK" if terminal else None
     connection_id = rid("connection", pk)
     return f"""
@@ -704,6 +708,39 @@ def test_close_code_44xx_is_final_and_explained(page: Page, code: int, sentence:
     assert page.evaluate("liveops.sockets.size") == 0
     assert "connecting" not in states(page)[2:]  # one attempt for both containers, never again
     assert len(server.urls) == 1
+
+
+GERMAN = {
+    "connecting": "Verbindung wird aufgebaut…",
+    "live": "Live verbunden",
+    "4403": "Sie dürfen diesen Vorgang nicht verfolgen.",
+    "reconnecting": "Neuer Versuch in {seconds} s…",
+}
+
+
+def test_connection_texts_are_the_container_s_own(page: Page) -> None:
+    FakeServer(page, snapshot)
+    serve(page, container(ws="/ws/liveops/", texts=GERMAN), paused=False)
+    expect(connection(page)).to_have_text("Live verbunden")
+
+
+def test_a_refusal_is_explained_in_the_container_s_language(page: Page) -> None:
+    FakeServer(page, lambda ws, n: ws.close(code=4403, reason="no"))
+    serve(page, container(ws="/ws/liveops/", texts=GERMAN))
+    expect(connection(page)).to_have_text("Sie dürfen diesen Vorgang nicht verfolgen.")
+
+
+def test_the_countdown_fills_in_its_seconds_and_missing_texts_fall_back_to_english(
+    page: Page,
+) -> None:
+    FakeServer(page, lambda ws, n: ws.close(code=1011, reason="restart"))
+    serve(page, container(ws="/ws/liveops/", texts=GERMAN), random=0.99)
+    wait_for_attempts(page, 1)
+    expect(connection(page)).to_have_text("Connection lost. Retrying…")  # not in GERMAN
+    page.clock.run_for(500)
+    page.clock.run_for(1_000)
+    wait_for_attempts(page, 3)
+    expect(connection(page)).to_have_text("Neuer Versuch in 2 s…")
 
 
 def test_reconnect_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page) -> None:

@@ -128,7 +128,7 @@ def timeline(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         return result
 
     async def group_send(group: str, message: dict[str, Any]) -> None:
-        if message.get("terminal"):
+        if message.get("terminal") and group.startswith("liveop."):  # not a list row
             events.append(("terminal sent", threading.current_thread().name))
         await original_group_send(group, message)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -488,6 +489,8 @@ def test_hostile_text_renders_inert(op: Scripted, value: str) -> None:
     [
         ("en", 1, "row", "1 row"),
         ("en", 1500, "row", "1,500 rows"),
+        ("en", 1, "item", "1 item"),
+        ("en", 3, "item", "3 items"),
         ("en", 2, "KB/s", f"2 {TIMES} KB/s"),  # not a plain word: no guessed plural
         ("fr", 2, "ligne", f"2 {TIMES} ligne"),  # no English plural rules elsewhere
     ],
@@ -517,3 +520,56 @@ def test_a_success_url_is_a_continue_link_in_the_result(
     found = regions_of(render_regions(op, StateView(phase=phase), ["result"]))["result"]
     links = found.findall(".//a[@data-liveop-continue]")
     assert [(a.get("href"), a.text) for a in links] == ([(url, "Continue")] if linked else [])
+
+
+def eta_of(op: Scripted, **view: Any) -> str | None:
+    found = regions_of(render_regions(op, StateView(**view), ["progress"]))["progress"]
+    eta = found.find_class("liveops-eta")
+    return text(eta[0]) if eta else None
+
+
+@pytest.mark.parametrize(
+    ("percent", "elapsed", "shown"),
+    [
+        (50, 20, "About 20 seconds left"),
+        (80, 20, "About 5 seconds left"),  # never "0 seconds"
+        (25, 60, "About 3 minutes left"),
+        (10, 3600, "About 9 hours left"),
+        (1.5, 600, None),  # too little done to tell
+        (60, 1, None),  # too early to tell
+        (100, 20, None),
+    ],
+)
+def test_a_running_bar_shows_the_time_left_at_its_pace(
+    op: Scripted, percent: float, elapsed: float, shown: str | None
+) -> None:
+    since = time.time() - elapsed
+    assert eta_of(op, phase=Phase.STARTED, percent=percent, progress_since=since) == shown
+
+
+def test_no_time_left_without_a_live_pace_or_once_ended(op: Scripted) -> None:
+    since = time.time() - 20
+    assert eta_of(op, phase=Phase.STARTED, percent=50) is None  # a snapshot: no pace
+    assert eta_of(op, phase=Phase.FINISHED_OK, percent=50, progress_since=since) is None
+    op.language = "de"  # the duration in Django's own catalogue, the sentence in ours
+    german = eta_of(op, phase=Phase.STARTED, percent=25, progress_since=time.time() - 60)
+    assert german is not None
+    assert "3 Minuten" in german
+    assert "About" not in german
+
+
+def test_the_pace_restarts_when_a_new_bar_starts() -> None:
+    state = LiveState()
+    state.set_percent(10)
+    first = state.current().progress_since
+    assert first is not None
+    state.set_percent(60)
+    assert state.current().progress_since == first  # the same bar moving on
+    state.set_percent(5)
+    assert state.current().progress_since > first  # went back: a new bar
+    again = state.current().progress_since
+    state.set_count(0, 10, "Rows", "row")
+    assert state.current().progress_since >= again
+    counted = state.current().progress_since
+    state.set_count(4, 10, "Rows", "row")
+    assert state.current().progress_since == counted

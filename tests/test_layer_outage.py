@@ -363,7 +363,9 @@ async def test_redis_outage_mid_run_the_operation_finishes_and_a_new_viewer_sees
     # for 150 progress calls.
     assert send_failures.records
     assert all(record.levelno == logging.WARNING for record in send_failures.records)
-    assert len(send_failures.records) <= 3, [r.getMessage() for r in send_failures.records]
+    # At most 3 of the operation's messages, and its list rows, "In progress" and the
+    # end (each to two groups).
+    assert len(send_failures.records) <= 3 + 2 * 2, [r.getMessage() for r in send_failures.records]
 
     # Redis comes back empty; a viewer connecting now gets the result from the database.
     private_redis.start()

@@ -110,6 +110,8 @@ def test_a_running_operation_keeps_its_heartbeat_fresh(user: Any, worker: Any) -
 def test_a_killed_worker_is_shown_lost_to_every_viewer(user: Any, worker: Any) -> None:
     op = Endless.objects.create(owner=user)
     process = worker(op)
+    # Killed inside its stage: the stage it was in must be shown failed.
+    wait_for(lambda: stored(op).stage_states == {"Work": "active"}, DEADLINE, "the stage began")
 
     async def watch() -> list[str]:
         viewers = [await open_viewer(op.live_token, user=user) for _ in range(2)]

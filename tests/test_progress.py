@@ -38,6 +38,8 @@ class Published:
         self._changed = threading.Condition()
 
     async def send(self, group: str, message: Message) -> None:
+        if not group.startswith("liveop."):
+            return  # an operations list row (liveops.lists), not this operation's page
         with self._changed:
             self.messages.append(message)
             self._changed.notify_all()

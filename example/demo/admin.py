@@ -1,9 +1,11 @@
 from django.contrib import admin
 
-from demo.models import Batch, FailingJob, LongImport, QuickCount
+from demo.models import Batch, FailingJob, LongImport, QuickCount, SalesReport, SendReport
 from liveops.admin import LiveOperationAdmin
 
-admin.site.register([QuickCount, LongImport, FailingJob], LiveOperationAdmin)
+admin.site.register(
+    [QuickCount, LongImport, FailingJob, SalesReport, SendReport], LiveOperationAdmin
+)
 
 
 @admin.register(Batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from demo.models import FailingJob, LongImport, QuickCount
+from demo.models import FailingJob, LongImport, QuickCount, SalesReport
 
 
 class QuickCountForm(forms.ModelForm):
@@ -24,6 +24,13 @@ class FailingJobForm(forms.ModelForm):
     class Meta:
         model = FailingJob
         fields: list[str] = []
+
+
+class SalesReportForm(forms.ModelForm):
+    class Meta:
+        model = SalesReport
+        fields = ["seconds", "recipients"]
+        widgets = {"seconds": forms.NumberInput(attrs={"step": "any"})}
 
 
 class BatchForm(forms.Form):

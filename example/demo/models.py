@@ -149,6 +149,66 @@ class FailingJob(LiveOperation):
         raise ConnectionError("the billing service answered 503 Service Unavailable")
 
 
+class SalesReport(LiveOperation):
+    """Sums made-up sales region by region, drawing its chart as it goes, then sends it.
+
+    The chart is a custom region (``extra_regions``) that ``p.swap()`` redraws from a
+    template after each region. At the end, ``p.chain_to()`` continues in a
+    ``SendReport``: the page switches to the sending in place, without a reload.
+    """
+
+    REGIONS = ("North", "East", "South", "West", "Centre")
+
+    extra_regions = ["chart"]
+
+    seconds = models.FloatField("duration (seconds)", default=6, validators=SECONDS_VALIDATORS)
+    recipients = models.PositiveIntegerField(
+        "recipients", default=12, validators=[MinValueValidator(1), MaxValueValidator(500)]
+    )
+
+    class Meta:
+        verbose_name = "sales report"
+
+    def __str__(self) -> str:
+        return "Sales report"
+
+    def run(self, p: Progress) -> None:
+        p.status("Summing the sales of each region")
+        sales: dict[str, int] = {}
+        for region in p.track(self.REGIONS, label="Regions", unit="region"):
+            time.sleep(self.seconds / len(self.REGIONS))
+            sales[region] = _made_up_sales(region)
+            p.log(f"{region}: {sales[region]:,} sales")
+            chart = {"bars": sales.items(), "largest": max(sales.values())}
+            p.swap("chart", template="demo/sales_chart.html", context=chart)
+        p.chain_to(
+            SendReport(recipients=self.recipients, seconds=self.seconds),
+            regions=len(sales),
+            total_sales=f"{sum(sales.values()):,}",
+        )
+
+
+class SendReport(LiveOperation):
+    """Sends a finished sales report by e-mail; a ``SalesReport`` continues in it."""
+
+    recipients = models.PositiveIntegerField("recipients", default=12)
+    seconds = models.FloatField("duration (seconds)", default=6, validators=SECONDS_VALIDATORS)
+
+    class Meta:
+        verbose_name = "report sending"
+
+    def __str__(self) -> str:
+        return "Sending the sales report"
+
+    def run(self, p: Progress) -> None:
+        p.status(f"Sending the report to {self.recipients} people")
+        for n in p.track(range(1, self.recipients + 1), label="Sending", unit="email"):
+            time.sleep(self.seconds / self.recipients)
+            p.log(f"Sent to recipient {n}")
+        p.status("Report sent", "success")
+        p.result(sent=self.recipients)
+
+
 class Batch(models.Model):
     """Three operations started together and watched on one page, over one WebSocket."""
 
@@ -174,7 +234,13 @@ class Batch(models.Model):
 
 
 #: The operation types the home page lists, in the order it lists them.
-OPERATION_TYPES: list[type[LiveOperation]] = [QuickCount, LongImport, FailingJob]
+OPERATION_TYPES: list[type[LiveOperation]] = [
+    QuickCount,
+    LongImport,
+    FailingJob,
+    SalesReport,
+    SendReport,
+]
 
 
 def _made_up_customer(n: int) -> dict[str, Any]:
@@ -186,3 +252,7 @@ def _made_up_customer(n: int) -> dict[str, Any]:
 def _stream(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     # A generator has no len(): p.track() shows a count instead of a percent.
     yield from rows
+
+
+def _made_up_sales(region: str) -> int:
+    return 800 + sum(map(ord, region)) * 7 % 1_200

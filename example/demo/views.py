@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Any
 
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -13,41 +13,38 @@ from django.shortcuts import redirect
 from django.utils import translation
 from django.views.generic import CreateView, DetailView, FormView, TemplateView
 
-from demo.forms import BatchForm, FailingJobForm, LongImportForm, QuickCountForm
+from demo.forms import (
+    BatchForm,
+    FailingJobForm,
+    LongImportForm,
+    QuickCountForm,
+    SalesReportForm,
+)
 from demo.models import OPERATION_TYPES, Batch, FailingJob, LongImport
-from liveops.models import Phase
+from liveops.lists import list_queryset
 from liveops.views import LiveOperationCreateMixin
 
-#: How many of the user's operations the home page lists.
+#: How many long imports the home page's live list shows per page.
 RECENT = 10
-
-_STATE_LABELS = {
-    Phase.NOT_STARTED: "waiting",
-    Phase.STARTED: "running",
-    Phase.FINISHED_OK: "finished",
-    Phase.FINISHED_ERROR: "failed",
-    Phase.CANCELLED: "cancelled",
-}
 
 
 class HomeView(LoginRequiredMixin, TemplateView):
-    """Explain each operation type, offer a start button for each, list recent runs."""
+    """Explain each operation type, offer a start button for each, list imports live."""
 
     template_name = "demo/home.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        recent = []
-        for model in OPERATION_TYPES:
-            recent.extend(model.objects.filter(owner=self.request.user)[:RECENT])
-        recent.sort(key=attrgetter("created_on"), reverse=True)
+        imports = Paginator(list_queryset(LongImport, self.request.user), RECENT)
         # Several forms share a page (and field names): give each its own ids.
         context.update(
             quick_count_form=QuickCountForm(auto_id="quick-count-%s"),
             long_import_form=LongImportForm(auto_id="long-import-%s"),
             failing_job_form=FailingJobForm(auto_id="failing-job-%s"),
+            sales_report_form=SalesReportForm(auto_id="sales-report-%s"),
             batch_form=BatchForm(auto_id="several-%s"),
-            recent=[(op, _STATE_LABELS[op.get_state()]) for op in recent[:RECENT]],
+            imports=imports.get_page(self.request.GET.get("page")),
+            operation_types=[(model._meta.verbose_name_plural, model) for model in OPERATION_TYPES],
         )
         return context
 
@@ -101,3 +98,4 @@ class BatchView(LoginRequiredMixin, DetailView):
 start_quick_count = StartOperationView.as_view(form_class=QuickCountForm)
 start_long_import = StartOperationView.as_view(form_class=LongImportForm)
 start_failing_job = StartOperationView.as_view(form_class=FailingJobForm)
+start_sales_report = StartOperationView.as_view(form_class=SalesReportForm)

@@ -13,8 +13,9 @@ class LiveOpsConfig(AppConfig):
     verbose_name = "Live operations"
 
     def ready(self) -> None:
-        from liveops.checks import check_settings
+        from liveops.checks import check_operation_models, check_settings
         from liveops.checks_redis import check_redis_layers
 
         checks.register(check_settings, "liveops")
+        checks.register(check_operation_models, "liveops", checks.Tags.models)
         checks.register(check_redis_layers, "liveops")

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage, Error
 
 from liveops.conf import _raw_settings, validate
+from liveops.state import ALL_REGIONS
 
-__all__ = ["check_settings"]
+__all__ = ["check_operation_models", "check_settings"]
+
+#: A custom region's name goes into element ids and class names.
+_REGION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+#: Names the page uses already: the built-in regions and the client's own.
+_RESERVED_REGIONS = frozenset(ALL_REGIONS) | {"connection", "row"}
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -44,3 +52,43 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+def check_operation_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report custom region names (``extra_regions``) the page could not tell apart."""
+    from liveops.models import LiveOperation
+
+    errors: list[CheckMessage] = []
+    if app_configs is None:
+        models = apps.get_models()
+    else:
+        models = [model for config in app_configs for model in config.get_models()]
+    for model in models:
+        if not issubclass(model, LiveOperation):
+            continue
+        names = list(model.extra_regions)
+        for name in names:
+            problem = _region_name_problem(name, names)
+            if problem:
+                errors.append(
+                    Error(
+                        f"{model.__name__}.extra_regions: {name!r} {problem}.",
+                        hint=(
+                            "Use distinct names of lower-case letters, digits, '-' and '_' "
+                            f"(up to 40), other than {', '.join(sorted(_RESERVED_REGIONS))}."
+                        ),
+                        obj=model,
+                        id="liveops.E015",
+                    )
+                )
+    return errors
+
+
+def _region_name_problem(name: object, names: list[Any]) -> str:
+    if not isinstance(name, str) or not _REGION_NAME.match(name):
+        return "is not a region name"
+    if name in _RESERVED_REGIONS:
+        return "is a built-in region"
+    if names.count(name) > 1:
+        return "is listed twice"
+    return ""

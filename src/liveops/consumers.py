@@ -1,4 +1,4 @@
-"""``LiveOperationConsumer``: one WebSocket per page, carrying every operation on it."""
+"""``LiveOperationConsumer``: one WebSocket per page, carrying every operation and list on it."""
 
 from __future__ import annotations
 
@@ -23,15 +23,21 @@ from liveops import grants
 from liveops.conf import get_settings
 from liveops.fanout import Viewer, get_hub
 from liveops.fragments import frame, render_regions
-from liveops.liveness import ensure_fresh, watchdog
+from liveops.lists import list_group_for, page_rows, render_row
+from liveops.liveness import ensure_fresh, expire_stale, is_stale, watchdog
 from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import bind_server_loop, group_name
+from liveops.state import Phase
 
 __all__ = ["CloseCode", "LiveOperationConsumer"]
 
 logger = logging.getLogger("liveops")
 
 _TOKEN = re.compile(r"^(?P<label>[a-z0-9_]{1,100}\.[a-z0-9_]{1,100}):(?P<pk>[0-9a-fA-F-]{32,36})$")
+#: ``list=<label>:<page>:<per_page>``, the page from 1.
+_LIST = re.compile(
+    r"^(?P<label>[a-z0-9_]{1,100}\.[a-z0-9_]{1,100}):(?P<page>[1-9][0-9]{0,5}):(?P<per_page>[0-9]{1,3})$"
+)
 
 
 class CloseCode:
@@ -68,6 +74,17 @@ class _Request:
         return group_name(self.label, self.pk)
 
 
+@dataclass(frozen=True)
+class _ListRequest:
+    """One page of an operations list a socket asked for (``liveops.lists``)."""
+
+    spec: str
+    label: str
+    page: int
+    per_page: int
+    model: type[LiveOperation] | None = None
+
+
 class LiveOperationConsumer(AsyncWebsocketConsumer):
     """Authorize, subscribe, send a snapshot per operation, then let the hub send updates.
 
@@ -77,13 +94,18 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     #: More operations than this on one socket is refused as a bad request.
     max_operations = 50
+    #: More lists than this on one socket, or more rows than this per list, too.
+    max_lists = 5
+    max_per_page = 100
     #: An alias no project configures: Channels then gives the consumer no channel.
     channel_layer_alias = "liveops.fanout-hub-instead"
 
     async def connect(self) -> None:
-        """Check every requested operation and send each allowed one's current state."""
+        """Check every requested operation and list; send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())
         self._groups: dict[str, _Request] = {}
+        self._list_groups: set[str] = set()
+        self._watched_rows: list[tuple[type[LiveOperation], Any]] = []
         settings = get_settings()
         layer = get_channel_layer(settings.CHANNEL_LAYER)
         if layer is None:
@@ -92,14 +114,15 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             )
         self._hub = get_hub(layer, settings.CHANNEL_LAYER)
         await self.accept()
-        requests = self._parse_requests()
-        if requests is None:
+        requests, list_requests = self._parse_requests(), self._parse_lists()
+        if requests is None or list_requests is None or not (requests or list_requests):
             await self.close(code=CloseCode.BAD_REQUEST)
             return
         known, rejected = self._resolve_models(requests)
+        lists, rejected_lists = self._resolve_lists(list_requests)
         self._granted = self._check_grants(known, settings.GRANT_SECONDS)
-        # Only operations without a valid grant need the user (a session and a user query).
-        needs_user = len(self._granted) < len(known)
+        # Only operations without a valid grant, and lists, need the user (two queries).
+        needs_user = len(self._granted) < len(known) or bool(lists)
         self._user = await self._scope_user() if needs_user else AnonymousUser()
         self._staff = bool(getattr(self._user, "is_staff", False)) or any(
             granted.staff for granted in self._granted.values()
@@ -107,10 +130,18 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         # Updates go straight to the server's send: the frame's event is built once
         # per update and process, and Channels' send() would wrap each in two more calls.
         self._viewer = Viewer(self.base_send, staff=self._staff, on_failure=self._layer_failed)
+        if lists and not self._user.is_authenticated:
+            rejected_lists.update(dict.fromkeys(lists, CloseCode.LOGIN_REQUIRED))
+            lists = []
+        list_groups = await self._choose_list_groups(lists) if lists else {}
         # Subscribe before reading the database, so no update falls between the two.
         try:
             for request in known:
                 await self._join(request)
+            for group in list_groups.values():
+                if group not in self._list_groups:
+                    await self._hub.subscribe(group, self._viewer)
+                    self._list_groups.add(group)
         except Exception as exc:  # the layer is unreachable: the page retries later
             logger.warning("liveops could not subscribe a socket: %r", exc)
             await self.close(code=_TRY_AGAIN)
@@ -120,11 +151,18 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         for request in rejected:
             if request.group in self._groups:
                 await self._leave(request)
-        if not self._groups:
-            await self.close(code=min(rejected.values(), default=CloseCode.BAD_REQUEST))
+        if not self._groups and not self._list_groups:
+            codes = [*rejected.values(), *rejected_lists.values()]
+            await self.close(code=min(codes, default=CloseCode.BAD_REQUEST))
             return
         for request, code in rejected.items():
             await self.send_json_rejection(request.token, code)
+        for list_request, code in rejected_lists.items():
+            await self.send_json_rejection(list_request.spec, code, key="list")
+        list_snapshots, self._watched_rows = await self._load_lists(lists)
+        for model, pk in self._watched_rows:
+            watchdog.watch(model, pk)  # rows shown running: a lost run ends within a beat
+        snapshots += list_snapshots
         for html in snapshots:
             await self.send(text_data=frame(html))
         self._viewer.release()  # updates that came meanwhile follow the snapshot
@@ -136,6 +174,10 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             viewer.close()
         for request in list(getattr(self, "_groups", {}).values()):
             await self._leave(request)
+        for group in getattr(self, "_list_groups", ()):
+            await self._hub.unsubscribe(group, self._viewer)
+        for model, pk in getattr(self, "_watched_rows", ()):
+            watchdog.unwatch(model, pk)
 
     async def _join(self, request: _Request) -> None:
         """Subscribe to the operation's group, and have the watchdog look after it."""
@@ -157,9 +199,9 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """The channel layer failed: close, so the page reconnects and reloads the state."""
         self._closing = asyncio.ensure_future(self.close(code=_TRY_AGAIN))
 
-    async def send_json_rejection(self, token: str, code: int) -> None:
-        """Tell the client this socket will not carry ``token``, and why."""
-        payload = {"op": token, "code": code, "reason": _REASONS.get(code, "rejected")}
+    async def send_json_rejection(self, token: str, code: int, key: str = "op") -> None:
+        """Tell the client this socket will not carry ``token`` (an op, or a list), and why."""
+        payload = {key: token, "code": code, "reason": _REASONS.get(code, "rejected")}
         await self.send(text_data=json.dumps({"liveop_rejected": payload}))
 
     # --- helpers -------------------------------------------------------------------
@@ -185,7 +227,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         for value in query.get("op", []):
             token, _, grant = value.partition("~")
             grants_by_token.setdefault(token, grant)
-        if not grants_by_token or len(grants_by_token) > self.max_operations:
+        if len(grants_by_token) > self.max_operations:
             return None
         parsed = []
         for token, grant in grants_by_token.items():
@@ -198,6 +240,61 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                 return None
             parsed.append(_Request(token, match["label"], pk, None, grant))
         return parsed
+
+    def _parse_lists(self) -> list[_ListRequest] | None:
+        """Parse ``list=<label>:<page>:<per_page>`` values; None when any is malformed."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        specs = list(dict.fromkeys(query.get("list", [])))
+        if len(specs) > self.max_lists:
+            return None
+        parsed = []
+        for spec in specs:
+            match = _LIST.match(spec)
+            if match is None or not 1 <= int(match["per_page"]) <= self.max_per_page:
+                return None
+            parsed.append(
+                _ListRequest(spec, match["label"], int(match["page"]), int(match["per_page"]))
+            )
+        return parsed
+
+    def _resolve_lists(
+        self, requests: list[_ListRequest]
+    ) -> tuple[list[_ListRequest], dict[_ListRequest, int]]:
+        known: list[_ListRequest] = []
+        rejected: dict[_ListRequest, int] = {}
+        for request in requests:
+            try:
+                known.append(replace(request, model=get_operation_model(request.label)))
+            except LookupError:
+                rejected[request] = CloseCode.NOT_FOUND
+        return known, rejected
+
+    @database_sync_to_async
+    def _choose_list_groups(self, lists: list[_ListRequest]) -> dict[_ListRequest, str]:
+        """Pick each list's group: every row, or the user's own (``viewable_by`` may query)."""
+        return {request: list_group_for(_model(request), self._user) for request in lists}
+
+    @database_sync_to_async
+    def _load_lists(
+        self, lists: list[_ListRequest]
+    ) -> tuple[list[str], list[tuple[type[LiveOperation], Any]]]:
+        """Render each list page's rows (one query each), its lost runs ended first.
+
+        Return the snapshot frames' HTML and the operations shown running.
+        """
+        frames: list[str] = []
+        running: list[tuple[type[LiveOperation], Any]] = []
+        for request in lists:
+            model = _model(request)
+            ops = page_rows(model, self._user, request.page, request.per_page)
+            stale = [op.pk for op in ops if is_stale(op)]
+            if stale:  # a lost run is shown as such, as on the operation's page
+                expire_stale(model, stale)
+                ops = page_rows(model, self._user, request.page, request.per_page)
+            running += [(model, op.pk) for op in ops if op.get_state() is Phase.STARTED]
+            if ops:
+                frames.append("".join(render_row(op) for op in ops))
+        return frames, running
 
     def _resolve_models(
         self, requests: list[_Request]
@@ -239,3 +336,8 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                         render_regions(op, op.to_view(), staff=self._staff, log_max=log_max)
                     )
         return snapshots, rejected
+
+
+def _model(request: _ListRequest) -> type[LiveOperation]:
+    assert request.model is not None
+    return request.model

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from liveops.lists import publish_row_on_commit
 from liveops.models import LiveOperation
 from liveops.publish import publish_snapshot
-from liveops.state import ALL_REGIONS
 
 __all__ = ["request_cancel", "request_retry"]
 
@@ -36,6 +36,8 @@ FRESH_ATTEMPT: dict[str, Any] = {
     "current_stage": "",
     "stage_states": {},
     "heartbeat_on": None,
+    "extra_html": {},
+    "chained_to": None,
 }
 
 
@@ -60,8 +62,9 @@ def request_cancel(op: LiveOperation) -> bool:
         )
         op.refresh_from_db()
         # Every page shows "Cancelling…", or the end, once this is stored.
-        regions = ALL_REGIONS if op.finished_on is not None else ("notice",)
+        regions = op.region_names() if op.finished_on is not None else ("notice",)
         transaction.on_commit(functools.partial(publish_snapshot, op, regions))
+        publish_row_on_commit(type(op), op.pk)
     return True
 
 

@@ -22,10 +22,13 @@ from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
+from django.db.models import F
+from django.urls import NoReverseMatch
 from django.utils import timezone, translation
 
 from liveops.conf import get_settings
 from liveops.exceptions import OperationCancelled, OperationInterrupted
+from liveops.lists import publish_row_on_commit, row_sender
 from liveops.liveness import INTERRUPTED_MESSAGE, end_as_interrupted, heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.progress import Progress
@@ -52,15 +55,18 @@ def execute(label: str, pk: UUID | str) -> None:
         claimable = model._default_manager.filter(
             pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
         )
-        if not claimable.update(started_on=now, heartbeat_on=now):
+        # The version grows, so the started state outranks the waiting one everywhere.
+        if not claimable.update(started_on=now, heartbeat_on=now, version=F("version") + 1):
             logger.info(
                 "liveops: %s %s was claimed already (or is gone); not running it.", label, pk
             )
             return
         run: Run | None = None
         try:
-            run = Run(model._default_manager.get(pk=pk))
+            run = Run(model._default_manager.select_related("owner").get(pk=pk))
             heartbeat.add(run)
+            # Lists say "In progress", unless the run ends first (its end row says more).
+            run.channel.defer(row_sender(run.op))
             _run(run)
         except BaseException:
             # Stopped before run() could record its own end (e.g. SIGTERM at the start).
@@ -83,7 +89,7 @@ def _run(run: Run) -> None:
         return
     progress = Progress(run)
     try:
-        with translation.override(op.language or None):
+        with translation.override(op.get_language()):
             op.run(progress)
     except OperationCancelled:
         run.finish(Phase.CANCELLED)
@@ -133,10 +139,12 @@ class Run:
 
     def __init__(self, op: LiveOperation) -> None:
         self.op = op
-        self.state = LiveState.from_view(op.to_view(), get_settings().LOG_TAIL)
+        self.state = LiveState.from_view(op.to_view(), get_settings().LOG_TAIL, op.region_names())
         self.channel = get_publisher().channel(op, self.state)
         self.notify = self.channel.notify
         self.declared_stage_names = tuple(op.stages)
+        self.extra_region_names = tuple(op.extra_regions)
+        self._extra_html = dict(op.extra_html)
         # Shared with op.stage_states, which op.declared_stages() reads.
         op.stage_states = self._stage_states = dict(op.stage_states)
         self._db = router.db_for_write(type(op), instance=op)
@@ -175,6 +183,17 @@ class Run:
             heartbeat_on=timezone.now(),
         )
 
+    def swap(self, region: str, html: str) -> None:
+        """Replace a custom region: live, and in the database (for later snapshots)."""
+        if self._finished:
+            return
+        self._extra_html[region] = html
+        if self.state.set_extra(region, html):
+            self.notify()
+        self._queryset.update(
+            extra_html=self._extra_html, version=self.state.version, heartbeat_on=timezone.now()
+        )
+
     def cancel_requested(self) -> bool:
         """Return whether a viewer asked to cancel (one query)."""
         return bool(self._queryset.filter(cancel_requested=True).exists())
@@ -182,6 +201,27 @@ class Run:
     def finish_ok(self, context: Mapping[str, Any]) -> None:
         """Finish successfully with ``context`` for the result template."""
         self.finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+
+    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
+        """Finish successfully, continuing in ``next_op``, which runs once this end commits."""
+        if not isinstance(next_op, LiveOperation):
+            raise TypeError(f"p.chain_to() takes a LiveOperation, not {next_op!r}.")
+        if next_op.pk == self.op.pk and type(next_op) is type(self.op):
+            raise ValueError("p.chain_to() cannot continue an operation in itself.")
+        result = _json_round_trip(context)
+        with transaction.atomic(using=self._db):
+            if next_op._state.adding:
+                if next_op.owner_id is None:
+                    next_op.owner_id = self.op.owner_id
+                next_op.language = next_op.language or self.op.language
+                next_op.save()
+            elif next_op.get_state() is not Phase.NOT_STARTED:
+                raise ValueError(f"p.chain_to() needs an operation that has not started: {next_op}")
+            chained_to = {"op": next_op.live_token, "url": _url_of(next_op), "title": str(next_op)}
+            if self.finish(Phase.FINISHED_OK, result_context=result, chained_to=chained_to):
+                next_op.enqueue()
+            else:  # ended elsewhere meanwhile: the next operation is not created either
+                transaction.set_rollback(True, using=self._db)
 
     def finish_error(self, message: str, traceback: str) -> None:
         """Finish with an error the viewer sees as ``message``."""
@@ -195,11 +235,16 @@ class Run:
         error_message: str = "",
         traceback: str = "",
         interrupted: bool = False,
-    ) -> None:
-        """Store the terminal state and publish it once the transaction commits."""
+        chained_to: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store the terminal state and publish it once the transaction commits.
+
+        Return False when it was not stored: this run finished already, or someone
+        else ended the operation meanwhile.
+        """
         if self._finished:
             logger.warning("liveops: %s finished already; ignoring %s.", self.op, phase.value)
-            return
+            return False
         self._finished = True
         for name, value in self._stage_states.items():
             if value == StageState.ACTIVE:
@@ -211,14 +256,15 @@ class Run:
             traceback=traceback,
             interrupted=interrupted,
             stages=self._stages(),
+            chained_to=chained_to,
         )
         try:
-            self._store_terminal(view)
+            return self._store_terminal(view)
         except BaseException:
             self.channel.close()  # nothing was stored, so nothing may be shown as final
             raise
 
-    def _store_terminal(self, view: StateView) -> None:
+    def _store_terminal(self, view: StateView) -> bool:
         with transaction.atomic(using=self._db):
             # Only an operation nobody else ended: a run that was declared lost or
             # interrupted meanwhile keeps that end, and shows no other.
@@ -235,12 +281,16 @@ class Run:
                 version=view.version,
                 heartbeat_on=timezone.now(),
                 interrupted=view.interrupted,
+                chained_to=view.chained_to,
+                extra_html=self._extra_html,
             )
             if not stored:
                 logger.warning("liveops: %s was ended elsewhere; dropping its own end.", self.op)
                 self.channel.close()
-                return
+                return False
             transaction.on_commit(self.channel.finish, using=self._db)
+            publish_row_on_commit(type(self.op), self.op.pk, using=self._db)
+            return True
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states
@@ -261,6 +311,14 @@ def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:
         "log": [list(entry) for entry in view.log_tail],
         "log_seq": log_seq,
     }
+
+
+def _url_of(op: LiveOperation) -> str:
+    """Return the live page of ``op``, or "" when the project has none to link to."""
+    try:
+        return op.get_absolute_url()
+    except NoReverseMatch:
+        return ""
 
 
 def _json_round_trip(context: Mapping[str, Any]) -> dict[str, Any]:

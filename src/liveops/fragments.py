@@ -1,21 +1,26 @@
 """The one renderer: state views in, HTML region fragments out.
 
-A live tick is ``render_regions(view, changed regions)``; a snapshot is
-``render_regions(view, ALL_REGIONS)``. Both go through the same code, so a page
+A live tick is ``render_regions(op, view, changed regions)``; a snapshot is
+``render_regions(op, view)``, every region. Both go through the same code, so a page
 built from ticks and a page built from a snapshot cannot disagree.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.template.loader import render_to_string, select_template
 from django.utils import translation
+from django.utils.formats import number_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
 
 from liveops.models import LiveOperation
 from liveops.state import ALL_REGIONS, Phase, StateView
@@ -32,12 +37,13 @@ __all__ = [
     "render_update",
 ]
 
+# Marked here, translated when rendered (in the operation's language).
 _PHASE_LABELS = {
-    Phase.NOT_STARTED: "Waiting to start",
-    Phase.STARTED: "In progress",
-    Phase.FINISHED_OK: "Finished",
-    Phase.FINISHED_ERROR: "Failed",
-    Phase.CANCELLED: "Cancelled",
+    Phase.NOT_STARTED: gettext_noop("Waiting to start"),
+    Phase.STARTED: gettext_noop("In progress"),
+    Phase.FINISHED_OK: gettext_noop("Finished"),
+    Phase.FINISHED_ERROR: gettext_noop("Failed"),
+    Phase.CANCELLED: gettext_noop("Cancelled"),
 }
 
 
@@ -64,13 +70,13 @@ def frame(html: str) -> str:
 def render_regions(
     op: LiveOperation,
     view: StateView,
-    regions: Iterable[str] = ALL_REGIONS,
+    regions: Iterable[str] | None = None,
     *,
     new_log: Sequence[tuple[int, str]] | None = None,
     staff: bool = False,
     log_max: int = 200,
 ) -> str:
-    """Render the given regions of ``view`` as ``hx-swap-oob`` elements, in one string.
+    """Render the given regions of ``view`` (all by default) as ``hx-swap-oob`` elements.
 
     With ``new_log``, the log region is sent as an append of those lines only;
     otherwise it is replaced by the whole tail.
@@ -82,23 +88,26 @@ def render_regions(
 def render_parts(
     op: LiveOperation,
     view: StateView,
-    regions: Iterable[str] = ALL_REGIONS,
+    regions: Iterable[str] | None = None,
     *,
     new_log: Sequence[tuple[int, str]] | None = None,
     staff: bool = False,
     log_max: int = 200,
 ) -> dict[str, str]:
     """Render the given regions as ``render_regions`` does, one element per region name."""
-    wanted = set(regions)
-    with translation.override(op.language or None):
+    names = op.region_names()
+    wanted = set(names if regions is None else regions)
+    with translation.override(op.get_language()):
         parts = {}
-        for region in ALL_REGIONS:
+        for region in names:
             if region not in wanted:
                 continue
             if region == "log":
                 parts[region] = _render_log(op, view, new_log, log_max)
-            else:
+            elif region in ALL_REGIONS:
                 parts[region] = _render_region(op, view, region, staff)
+            else:
+                parts[region] = _render_extra(op, view, region)
         return parts
 
 
@@ -153,11 +162,10 @@ def render_container(
     cancel and retry forms, which work without JavaScript; the stylesheet shows the
     one that applies to the state the page shows.
     """
-    with translation.override(op.language or None):
-        regions = {
-            region: mark_safe(render_regions(op, view, [region], staff=staff, log_max=log_max))
-            for region in ALL_REGIONS
-        }
+    with translation.override(op.get_language()):
+        parts = render_parts(op, view, staff=staff, log_max=log_max)
+        regions = {name: mark_safe(parts.pop(name)) for name in ALL_REGIONS}
+        regions["extras"] = mark_safe("".join(parts.values()))  # safe: rendered above
         return render_to_string(
             "liveops/container.html",
             {
@@ -170,17 +178,41 @@ def render_container(
                 "retry_url": retry_url,
                 "csrf_token": csrf_token,
                 "regions": regions,
+                "client_texts": json.dumps(client_texts(), ensure_ascii=False),
             },
         )
 
 
-def _attributes(op: LiveOperation, view: StateView, region: str, swap: str) -> SafeString:
+def client_texts() -> dict[str, str]:
+    """Return what ``liveops.js`` says about the connection, in the active language.
+
+    The container carries them (``data-liveop-texts``), so the script needs no catalogue.
+    """
+    return {
+        "connecting": _("Connecting…"),
+        "live": _("Live"),
+        "retrying": _("Connection lost. Retrying…"),
+        # {seconds} is filled in by the script.
+        "reconnecting": _("Reconnecting in {seconds} s…"),
+        "4400": _("The page asked for operations in a form the server does not accept."),
+        "4401": _("Please log in again to watch this operation."),
+        "4403": _("You are not allowed to watch this operation."),
+        "4404": _("This operation no longer exists."),
+        "refused": _("The server refused the live connection."),
+        "unwatchable": _("This operation cannot be watched."),
+        "nosocket": _("Cannot open a live connection for this page."),
+    }
+
+
+def _attributes(
+    op: LiveOperation, view: StateView, region: str, swap: str, css_class: str = ""
+) -> SafeString:
     terminal = view.phase.is_terminal
     return format_html(
-        'id="{}" class="liveops-{}" hx-swap-oob="{}" data-liveop-v="{}" data-liveop-attempt="{}"'
+        'id="{}" class="{}" hx-swap-oob="{}" data-liveop-v="{}" data-liveop-attempt="{}"'
         ' data-liveop-state="{}"{}',
         region_id(op, region),
-        region,
+        css_class or f"liveops-{region}",
         swap,
         view.version,
         view.attempt,
@@ -212,24 +244,65 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
     }
     if region == "progress":
         context["count_text"] = _count_text(view.done, view.track_unit)
+        context["eta_text"] = _eta_text(view)
     if region == "stages":
         context["stage_total"] = len(view.stages)
         context["stage_done"] = sum(1 for _, state in view.stages if state == "done")
     if region == "result":
         finished_ok = view.phase is Phase.FINISHED_OK
-        context["success_url"] = op.get_success_url() if finished_ok else None
+        chained = finished_ok and bool(view.chained_to)
+        context["chained_to"] = view.chained_to if chained else None
+        context["success_url"] = op.get_success_url() if finished_ok and not chained else None
         context["result"] = view.result_context or {}
         context["result_items"] = sorted((view.result_context or {}).items())
     inner = template.render(context)
     return f"<div {_attributes(op, view, region, 'true')}>{inner}</div>"
 
 
+def _render_extra(op: LiveOperation, view: StateView, region: str) -> str:
+    """A custom region: the trusted HTML ``p.swap()`` put there (see Progress.swap)."""
+    html = dict(view.extra_html).get(region, "")
+    attributes = _attributes(op, view, region, "true", f"liveops-extra liveops-extra--{region}")
+    return f"<div {attributes}>{html}</div>"
+
+
 def _count_text(done: int, unit: str) -> str:
-    """Return "3 rows": English plurals for English pages, "3 \u00d7 unit" elsewhere."""
+    """Return "3 items" in the page's language, or "3 rows" for a custom unit.
+
+    The default unit is translated with its plurals. A custom unit is the developer's
+    own word: English pages add "s" to a plain English word; other languages show
+    "3 \u00d7 unit", which needs no inflection.
+    """
+    count = number_format(done, force_grouping=True)  # 1,500 or 1.500, as the language has it
+    if unit == "item":
+        return ngettext("%(count)s item", "%(count)s items", done) % {"count": count}
     language = translation.get_language() or "en"
     if language.startswith("en") and unit.isalpha() and unit.isascii():
-        return f"{done:,} {unit}{'' if done == 1 else 's'}"
-    return f"{done:,} \u00d7 {unit}"  # a multiplication sign
+        return f"{count} {unit}{'' if done == 1 else 's'}"
+    return f"{count} \u00d7 {unit}"  # a multiplication sign
+
+
+#: No ETA before the bar has moved this far, or for this long: it would be noise.
+ETA_MIN_PERCENT = 2.0
+ETA_MIN_SECONDS = 3.0
+
+
+def _eta_text(view: StateView) -> str:
+    """Return "About 3 minutes left" for a running bar, from its pace so far; else ""."""
+    percent, since = view.percent, view.progress_since
+    if view.phase is not Phase.STARTED or percent is None or since is None:
+        return ""
+    elapsed = time.time() - since
+    if percent < ETA_MIN_PERCENT or percent >= 100 or elapsed < ETA_MIN_SECONDS:
+        return ""
+    left = elapsed * (100 - percent) / percent
+    if left < 60:
+        seconds = max(5, 5 * round(left / 5))  # a steadier figure than every second
+        return ngettext("About %(count)s second left", "About %(count)s seconds left", seconds) % {
+            "count": seconds
+        }
+    now = datetime.now()
+    return _("About %(time)s left") % {"time": timeuntil(now + timedelta(seconds=left), now)}
 
 
 def _appends_log(view: StateView, new_log: Sequence[tuple[int, str]] | None) -> bool:
@@ -251,4 +324,8 @@ def _render_log(
     swap = "beforeend" if _appends_log(view, new_log) else "true"
     attributes = _attributes(op, view, "log", swap)
     label = escape(_("Log"))
-    return f'<ol {attributes} data-liveop-log-max="{log_max}" aria-label="{label}">{items}</ol>'
+    # tabindex: a log taller than its box scrolls, and keyboard users must reach it too.
+    return (
+        f'<ol {attributes} data-liveop-log-max="{log_max}" aria-label="{label}" tabindex="0">'
+        f"{items}</ol>"
+    )

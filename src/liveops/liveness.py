@@ -28,9 +28,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from liveops.conf import get_settings
+from liveops.lists import publish_row_on_commit
 from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import publish_snapshot
-from liveops.state import ALL_REGIONS
 
 if TYPE_CHECKING:
     from liveops.execution import Run
@@ -99,7 +99,8 @@ def end_as_interrupted(
             logger.warning("liveops: %s ended as interrupted: %s", op, message)
             # Not the log: the database has none of a run that never stored its end,
             # and the lines a viewer already holds are worth keeping on screen.
-            publish_snapshot(op, regions=[r for r in ALL_REGIONS if r != "log"])
+            publish_snapshot(op, regions=[r for r in op.region_names() if r != "log"])
+            publish_row_on_commit(model, op.pk)
             ended.append(op)
     return ended
 
@@ -132,6 +133,7 @@ def end_unqueued(label: str, pk: UUID | str, message: str) -> None:
     )
     if ended:
         publish_snapshot(model._default_manager.get(pk=pk))
+        publish_row_on_commit(model, pk)
 
 
 def expire_stale(model: type[LiveOperation], pks: Iterable[UUID | str] | None = None) -> int:

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from liveops.state import Phase, StageState, StateView
+from liveops.state import ALL_REGIONS, Phase, StageState, StateView
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -30,8 +30,11 @@ class LiveOperation(models.Model):
     stages: ClassVar[Sequence[str]] = ()
     #: Template for the result region; by default ``<app_label>/<model_name>_result.html``.
     result_template_name: ClassVar[str | None] = None
+    #: Names of custom regions that ``run()`` fills with ``p.swap(name, …)``; the page
+    #: shows them after the stages. Lower-case letters, digits, ``-`` and ``_``.
+    extra_regions: ClassVar[Sequence[str]] = ()
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
@@ -53,10 +56,12 @@ class LiveOperation(models.Model):
     # Progress: the final picture is stored with the terminal state (and, in
     # PERSIST_PROGRESS mode, the live one during the run).
     status_text = models.TextField(_("status"), blank=True, editable=False)
-    status_level = models.CharField(max_length=10, default="info", editable=False)
+    status_level = models.CharField(
+        _("status level"), max_length=10, default="info", editable=False
+    )
     percent = models.FloatField(_("percent"), null=True, blank=True, editable=False)
     log = models.JSONField(_("log tail"), default=list, blank=True, editable=False)
-    log_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    log_seq = models.PositiveBigIntegerField(_("last log line"), default=0, editable=False)
     # What p.track() counted: done, total, label, unit.
     track = models.JSONField(_("tracked count"), default=dict, blank=True, editable=False)
     # Stage boundaries and bookkeeping: always written.
@@ -64,7 +69,11 @@ class LiveOperation(models.Model):
     stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
     attempt = models.PositiveIntegerField(_("attempt"), default=1, editable=False)
     heartbeat_on = models.DateTimeField(_("heartbeat"), null=True, blank=True, editable=False)
-    version = models.PositiveBigIntegerField(default=0, editable=False)
+    version = models.PositiveBigIntegerField(_("version"), default=0, editable=False)
+    # What p.swap() put in the custom regions, by name: written at each swap.
+    extra_html = models.JSONField(_("custom regions"), default=dict, blank=True, editable=False)
+    # The operation p.chain_to() continued in: {"op": live token, "url", "title"}.
+    chained_to = models.JSONField(_("continued as"), null=True, blank=True, editable=False)
 
     class Meta:
         abstract = True
@@ -88,6 +97,22 @@ class LiveOperation(models.Model):
         if not user.is_authenticated:
             return False
         return bool(user.pk == self.owner_id or getattr(user, "is_staff", False))
+
+    @classmethod
+    def viewable_by(cls, user: AbstractBaseUser | AnonymousUser) -> models.QuerySet[Any]:
+        """Return the operations of this type ``user`` may watch (for the operations list).
+
+        It must agree with ``can_view()``: override both together. By default staff get
+        every operation, other users their own, anonymous users none. The live list
+        pushes a socket every row only while this is every operation, and otherwise
+        the rows of the user's own operations (see ``liveops.lists``).
+        """
+        manager = cls._default_manager
+        if not user.is_authenticated:
+            return manager.none()
+        if getattr(user, "is_staff", False):
+            return manager.all()
+        return manager.filter(owner=user.pk)
 
     def can_cancel(self, user: AbstractBaseUser | AnonymousUser) -> bool:
         """Return whether ``user`` may cancel this operation: whoever may watch it, by default."""
@@ -132,6 +157,15 @@ class LiveOperation(models.Model):
         """Return ``<app_label>.<model_name>:<pk>``, which names this operation on the wire."""
         return f"{self.live_label()}:{self.pk}"
 
+    def get_language(self) -> str:
+        """Return the language of its pages and its run: the one it started in, else the site's."""
+        return self.language or settings.LANGUAGE_CODE
+
+    @classmethod
+    def region_names(cls) -> tuple[str, ...]:
+        """Return every region of this type's page: the built-in ones, then ``extra_regions``."""
+        return ALL_REGIONS + tuple(cls.extra_regions)
+
     def declared_stages(self) -> tuple[tuple[str, StageState], ...]:
         """Return each declared or started stage with its state."""
         names = list(self.stages) + [n for n in self.stage_states if n not in self.stages]
@@ -157,6 +191,12 @@ class LiveOperation(models.Model):
             traceback=self.traceback,
             interrupted=self.interrupted,
             cancel_requested=self.cancel_requested,
+            chained_to=self.chained_to,
+            extra_html=tuple(
+                (name, str(self.extra_html[name]))
+                for name in self.extra_regions
+                if name in self.extra_html
+            ),
         )
 
     # --- running -----------------------------------------------------------------
@@ -165,10 +205,12 @@ class LiveOperation(models.Model):
         """Run the operation through the configured runner once the current transaction commits."""
         if self._state.adding:
             raise ValueError(f"Save {self!r} before enqueueing it.")
+        from liveops.lists import publish_row_on_commit
         from liveops.runners import dispatch
 
         label, pk = self.live_label(), self.pk
         using = router.db_for_write(type(self), instance=self)
+        publish_row_on_commit(type(self), pk, using=using)  # lists show it first; never raises
         transaction.on_commit(lambda: dispatch(label, pk), using=using)
 
 

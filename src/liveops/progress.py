@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.template.loader import render_to_string
+
 from liveops.exceptions import OperationCancelled, OperationInterrupted
 from liveops.state import (
     ERROR_MAX,
+    EXTRA_HTML_MAX,
     STAGE_NAME_MAX,
     STATUS_LEVELS,
     STATUS_MAX,
@@ -25,6 +28,7 @@ from liveops.state import (
 
 if TYPE_CHECKING:
     from liveops.execution import Run
+    from liveops.models import LiveOperation
 
 __all__ = ["Progress"]
 
@@ -120,6 +124,42 @@ class Progress:
             raise
         self._run.set_stage(name, StageState.DONE)
 
+    def swap(
+        self,
+        region: str,
+        html: str | None = None,
+        *,
+        template: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Replace the custom region ``region`` with ``html``, or with ``template`` rendered.
+
+        The region must be named in the model's ``extra_regions``. The content is
+        TRUSTED HTML: it goes into the page as it is, so escape anything a user wrote
+        (a template with autoescaping does). ``template`` is rendered with ``op`` and
+        ``context``, in the operation's language. Each swap is stored (one UPDATE) so
+        that a page opened or reconnected later shows it: call it a few times a second
+        at most, not per item.
+        """
+        if (html is None) == (template is None):
+            raise TypeError("p.swap() takes either html or template=, not both or neither.")
+        declared = self._run.extra_region_names
+        if region not in declared:
+            owner = type(self._run.op).__name__
+            raise ValueError(
+                f"Unknown region {region!r}: add it to {owner}.extra_regions "
+                f"(now {list(declared)!r})."
+            )
+        if template is not None:
+            html = render_to_string(template, {"op": self._run.op, **(context or {})})
+        content = str(html)
+        if len(content) > EXTRA_HTML_MAX:
+            raise ValueError(
+                f"p.swap() content is at most {EXTRA_HTML_MAX:,} characters, not {len(content):,}."
+            )
+        if self._accepting("swap"):
+            self._run.swap(region, content)
+
     # --- endings -----------------------------------------------------------------
 
     def result(self, context: Mapping[str, Any] | None = None, **extra: Any) -> None:
@@ -127,6 +167,22 @@ class Progress:
         if not self._accepting("result"):
             return
         self._run.finish_ok({**(context or {}), **extra})
+        self._finished = True
+
+    def chain_to(
+        self, next_op: LiveOperation, context: Mapping[str, Any] | None = None, **extra: Any
+    ) -> None:
+        """Finish successfully and continue in ``next_op``; watching pages switch to it.
+
+        An unsaved ``next_op`` is saved here, with this operation's owner and language
+        unless it has its own; it must not have started. It is enqueued in the same
+        transaction that stores this end, so it runs only if this end is stored. The
+        result shows ``context`` (and ``extra``) and a link to ``next_op``, which
+        ``liveops.js`` follows in place (see docs/chaining.md).
+        """
+        if not self._accepting("chain_to"):
+            return
+        self._run.finish_chained(next_op, {**(context or {}), **extra})
         self._finished = True
 
     def error(self, message: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -25,7 +25,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 from liveops.conf import get_settings
 from liveops.fragments import render_update
 from liveops.models import LiveOperation
-from liveops.state import ALL_REGIONS, LiveState
+from liveops.state import LiveState
 
 __all__ = [
     "LiveChannel",
@@ -132,6 +132,7 @@ class LiveChannel:
         self._log_max = settings.LOG_TAIL
         self._timer: asyncio.TimerHandle | None = None
         self._keyframe: asyncio.TimerHandle | None = None
+        self._deferred: asyncio.TimerHandle | None = None
         self._flushing = False
         self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
         self._last_sent = float("-inf")
@@ -193,16 +194,30 @@ class LiveChannel:
             self._schedule()
 
     def _close(self) -> None:
-        for timer in (self._timer, self._keyframe):
+        for timer in (self._timer, self._keyframe, self._deferred):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._keyframe = None
+        self._timer = self._keyframe = self._deferred = None
         self._closed = True
 
     async def _finish(self) -> None:
         self._close()
         self._state.release()
         await self._flush(terminal=True)
+
+    def defer(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``send()`` one interval from now, unless the run ends first (thread-safe).
+
+        What a short run would make stale at once (the list row saying it started) is
+        then never sent: its end says more, in one message fewer.
+        """
+        self._loop.call_soon_threadsafe(self._arm_deferred, send)
+
+    def _arm_deferred(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if not self._closed:
+            self._deferred = self._loop.call_later(
+                self._interval, lambda: self._loop.create_task(send())
+            )
 
     def close(self) -> None:
         """Stop publishing without a terminal message (the run could not store its end)."""
@@ -251,15 +266,18 @@ def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _publisher.bind_server_loop(loop)
 
 
-def publish_snapshot(op: LiveOperation, regions: Iterable[str] = ALL_REGIONS) -> None:
-    """Send ``regions`` of ``op`` as stored to its viewers (for ends decided outside run()).
+def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) -> None:
+    """Send ``regions`` of ``op`` (all by default) as stored to its viewers.
+
+    For changes decided outside ``run()``: a cancel, a retry, an end of a lost run.
 
     Call it after the state is committed; it waits (bounded) for the send unless
     called on an event loop.
     """
     view = op.to_view()
     group = group_name(op.live_label(), op.pk)
-    update = render_update(op, view, regions, group=group, log_max=get_settings().LOG_TAIL)
+    names = op.region_names() if regions is None else regions
+    update = render_update(op, view, names, group=group, log_max=get_settings().LOG_TAIL)
     message = update.to_message()
     publisher = get_publisher()
     _run_and_wait(publisher.loop, publisher.send(group, message), f"the update of {op}")

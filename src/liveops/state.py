@@ -9,6 +9,7 @@ changed since its last flush; the renderer turns a view into fragments.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 __all__ = [
     "ALL_REGIONS",
     "ERROR_MAX",
+    "EXTRA_HTML_MAX",
     "LOG_LINE_MAX",
     "STAGE_NAME_MAX",
     "STATUS_LEVELS",
@@ -39,6 +41,8 @@ STATUS_MAX = 1_000
 LOG_LINE_MAX = 2_000
 ERROR_MAX = 10_000
 STAGE_NAME_MAX = 200  # the length of LiveOperation.current_stage
+#: p.swap() content is sent with its region and stored; a page region has no use for more.
+EXTRA_HTML_MAX = 100_000
 
 
 class Phase(StrEnum):
@@ -93,6 +97,12 @@ class StateView:
     traceback: str = ""
     interrupted: bool = False
     cancel_requested: bool = False
+    #: When the progress bar last started from empty (epoch seconds), for the ETA; live only.
+    progress_since: float | None = None
+    #: The operation this one continued in (``p.chain_to``): {"op", "url", "title"}.
+    chained_to: Mapping[str, str] | None = None
+    #: The custom regions ``p.swap()`` filled: (name, trusted HTML) pairs.
+    extra_html: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,15 @@ class LiveState:
     at most ``THROTTLE_HZ`` times a second.
     """
 
-    def __init__(self, view: StateView | None = None, log_tail_size: int = 200) -> None:
+    def __init__(
+        self,
+        view: StateView | None = None,
+        log_tail_size: int = 200,
+        regions: tuple[str, ...] = ALL_REGIONS,
+    ) -> None:
         view = view or StateView()
+        #: Every region of the operation (the built-in ones and its ``extra_regions``).
+        self.regions = regions
         self._fields: dict[str, Any] = dict(view.__dict__)
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
@@ -124,9 +141,11 @@ class LiveState:
         self.log_tail_size = log_tail_size
 
     @classmethod
-    def from_view(cls, view: StateView, log_tail_size: int) -> LiveState:
+    def from_view(
+        cls, view: StateView, log_tail_size: int, regions: tuple[str, ...] = ALL_REGIONS
+    ) -> LiveState:
         """Continue live updates from a view (usually read from the database)."""
-        return cls(view, log_tail_size)
+        return cls(view, log_tail_size, regions)
 
     # --- changes (called from run()'s thread) -------------------------------------
 
@@ -148,6 +167,8 @@ class LiveState:
         """Set the percent shown (already clamped); return True when the state turned dirty."""
         with self._lock:
             fields = self._fields
+            if fields["percent"] is None or percent < fields["percent"] or fields["total"]:
+                fields["progress_since"] = time.time()  # a new bar: its ETA starts now
             fields["percent"] = percent
             fields["total"] = None
             fields["done"] = 0
@@ -157,6 +178,8 @@ class LiveState:
         """Set a tracked count; with a total, the percent follows from it."""
         with self._lock:
             fields = self._fields
+            if done == 0 or fields["progress_since"] is None:
+                fields["progress_since"] = time.time()  # a new count: its ETA starts now
             fields["done"] = done
             fields["total"] = total
             fields["percent"] = min(100.0, 100.0 * done / total) if total else None
@@ -183,6 +206,14 @@ class LiveState:
             self._fields["stages"] = stages
             return self._change("stages")
 
+    def set_extra(self, region: str, html: str) -> bool:
+        """Replace the content of the custom region ``region``."""
+        with self._lock:
+            extra = dict(self._fields["extra_html"])
+            extra[region] = html
+            self._fields["extra_html"] = tuple(extra.items())
+            return self._change(region)
+
     def start(self) -> None:
         """Enter the started phase (after a successful claim)."""
         with self._lock:
@@ -199,6 +230,7 @@ class LiveState:
         traceback: str = "",
         interrupted: bool = False,
         stages: tuple[tuple[str, StageState], ...] | None = None,
+        chained_to: Mapping[str, str] | None = None,
     ) -> StateView:
         """Enter a terminal phase; every region becomes dirty. Return the terminal view.
 
@@ -215,13 +247,14 @@ class LiveState:
                 error_message=error_message,
                 traceback=traceback,
                 interrupted=interrupted,
+                chained_to=chained_to,
             )
             if phase is Phase.FINISHED_OK and fields["total"] is None and not fields["done"]:
                 fields["percent"] = 100.0  # an unsized count keeps showing its count
             if stages is not None:
                 fields["stages"] = stages
             self._change("status")
-            self._dirty.update(ALL_REGIONS)
+            self._dirty.update(self.regions)
             return self._view()
 
     def touch(self) -> None:

@@ -55,7 +55,9 @@ class _MemoryRun:
     def __init__(self, op: object, declared: Sequence[str], log_tail: int) -> None:
         self.op = op
         self.declared_stage_names = tuple(declared)
+        self.extra_region_names = tuple(getattr(op, "extra_regions", ()))
         self.state = LiveState(StateView(), log_tail)
+        self.next_op: LiveOperation | None = None
         self.state.start()
         self.interrupt_requested = False
         self.stage_states: dict[str, StageState] = dict.fromkeys(declared, StageState.PENDING)
@@ -69,6 +71,10 @@ class _MemoryRun:
         self.stage_states[name] = stage_state
         self.state.set_stages(tuple(self.stage_states.items()))
 
+    def swap(self, region: str, html: str) -> None:
+        if not self.state.current().phase.is_terminal:
+            self.state.set_extra(region, html)
+
     def cancel_requested(self) -> bool:  # pragma: no cover - RecordingProgress decides itself
         return False
 
@@ -77,6 +83,15 @@ class _MemoryRun:
         from liveops.execution import _json_round_trip
 
         self._finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+
+    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
+        # Nothing is saved or enqueued: the test asserts on RecordingProgress.next_op.
+        from liveops.execution import _json_round_trip
+
+        self.next_op = next_op
+        chained = {"op": "", "url": "", "title": str(next_op)}
+        result = _json_round_trip(context)
+        self._finish(Phase.FINISHED_OK, result_context=result, chained_to=chained)
 
     def finish_error(self, message: str, traceback: str) -> None:
         self._finish(Phase.FINISHED_ERROR, error_message=message, traceback=traceback)
@@ -181,6 +196,23 @@ class RecordingProgress(Progress):
         self._record("result", context, **extra)
         super().result(context, **extra)
 
+    def swap(
+        self,
+        region: str,
+        html: str | None = None,
+        *,
+        template: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._record("swap", region, html, template=template, context=context)
+        super().swap(region, html, template=template, context=context)
+
+    def chain_to(
+        self, next_op: LiveOperation, context: Mapping[str, Any] | None = None, **extra: Any
+    ) -> None:
+        self._record("chain_to", next_op, context, **extra)
+        super().chain_to(next_op, context, **extra)
+
     def error(self, message: str) -> None:
         self._record("error", message)
         super().error(message)
@@ -253,6 +285,16 @@ class RecordingProgress(Progress):
     @property
     def error_message(self) -> str:
         return self.view.error_message
+
+    @property
+    def extra_html(self) -> dict[str, str]:
+        """What ``swap()`` put in each custom region."""
+        return dict(self.view.extra_html)
+
+    @property
+    def next_op(self) -> LiveOperation | None:
+        """The operation ``chain_to()`` continued in (neither saved nor enqueued here)."""
+        return self._memory.next_op
 
 
 # --- the liveops_run fixture ------------------------------------------------------------

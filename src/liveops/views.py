@@ -1,4 +1,4 @@
-"""The live page of an operation, and a mixin for views that start one."""
+"""The live page of an operation, the live list of operations, and a mixin that starts one."""
 
 from __future__ import annotations
 
@@ -16,15 +16,26 @@ from django.http import (
     JsonResponse,
 )
 from django.utils import translation
+from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import View
-from django.views.generic import DetailView
+from django.views.generic import DetailView, ListView
 
 from liveops.control import request_cancel, request_retry
-from liveops.liveness import ensure_fresh
+from liveops.lists import list_queryset
+from liveops.liveness import ensure_fresh, expire_stale, is_stale
 from liveops.models import LiveOperation, get_operation_model
 
-__all__ = ["CancelView", "LiveOperationCreateMixin", "LiveOperationView", "RetryView"]
+__all__ = [
+    "CancelView",
+    "LiveOperationCreateMixin",
+    "LiveOperationListView",
+    "LiveOperationView",
+    "RetryView",
+]
 
 
 def _viewable_operation(request: HttpRequest, label: str, pk: UUID) -> LiveOperation:
@@ -55,6 +66,46 @@ class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-ar
         """Prefer ``<app_label>/<model_name>_detail.html``, then the package's page."""
         meta = self.object._meta
         return [f"{meta.app_label}/{meta.model_name}_detail.html", self.template_name]
+
+
+class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-arg]
+    """The operations of one type the user may view (``viewable_by``), newest first, live.
+
+    404 for a label that names no LiveOperation model. Template:
+    ``<app_label>/<model_name>_list.html``, else ``liveops/operation_list.html``.
+    """
+
+    template_name = "liveops/operation_list.html"
+    context_object_name = "operations"
+    paginate_by = 25
+    operation_model: type[LiveOperation]
+
+    def get_queryset(self) -> Any:
+        """Return the user's viewable operations of the URL's type, newest first."""
+        try:
+            self.operation_model = get_operation_model(self.kwargs["label"])
+        except LookupError as exc:
+            raise Http404("No such operation type.") from exc
+        return list_queryset(self.operation_model, self.request.user)
+
+    def get_template_names(self) -> list[str]:
+        """Prefer ``<app_label>/<model_name>_list.html``, then the package's page."""
+        meta = self.operation_model._meta
+        return [f"{meta.app_label}/{meta.model_name}_list.html", self.template_name]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Add ``title``; show the lost runs among the page's operations as such."""
+        context = super().get_context_data(**kwargs)
+        shown = context["object_list"]
+        stale = [op.pk for op in shown if is_stale(op)]
+        if stale:
+            expire_stale(self.operation_model, stale)
+            shown = shown.all()  # read again: they are interrupted now
+            context["object_list"] = context[self.context_object_name] = shown
+            if context.get("page_obj") is not None:
+                context["page_obj"].object_list = shown
+        context["title"] = capfirst(self.operation_model._meta.verbose_name_plural)
+        return context
 
 
 class LiveOperationCreateMixin:
@@ -92,7 +143,7 @@ class _OperationAction(LoginRequiredMixin, View):
     #: The model's permission check, e.g. ``"can_cancel"``.
     permission: str
     #: What a form post gets when the action does not apply: a redirect, or this text.
-    conflict_text: str | None = None
+    conflict_text: str | Promise | None = None
 
     def act(self, op: LiveOperation) -> bool:
         """Do the action; return whether it applied."""
@@ -102,7 +153,7 @@ class _OperationAction(LoginRequiredMixin, View):
         """Check the user, act, and answer the form or the script."""
         op = _viewable_operation(request, label, pk)
         if not getattr(op, self.permission)(request.user):
-            return HttpResponseForbidden("You may not do this to this operation.")
+            return HttpResponseForbidden(_("You may not do this to this operation."))
         applied = self.act(op)
         if request.accepts("application/json") and not request.accepts("text/html"):
             payload = {"applied": applied, "state": op.get_state().value, "attempt": op.attempt}
@@ -137,7 +188,7 @@ class RetryView(_OperationAction):
     """Start a new attempt of an operation that has ended; 409 while it has not."""
 
     permission = "can_retry"
-    conflict_text = "This operation has not ended; it can be retried once it has."
+    conflict_text = gettext_lazy("This operation has not ended; it can be retried once it has.")
 
     def act(self, op: LiveOperation) -> bool:
         """Start the new attempt."""

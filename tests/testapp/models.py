@@ -100,3 +100,25 @@ class Pulsed(LiveOperation):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"step {step} was not released within {self.wait_seconds} s")
             time.sleep(0.05)
+
+
+class Chaining(LiveOperation):
+    """Does a first part, then continues in the operation ``NEXT[pk]()`` makes (p.chain_to)."""
+
+    NEXT: ClassVar[dict[Any, Any]] = {}
+
+    def run(self, p: Progress) -> None:
+        p.log("first part done")
+        make = self.NEXT.get(self.pk, Scripted)
+        p.chain_to(make(), rows=3)
+
+
+class Swapping(LiveOperation):
+    """Runs the steps in ``SCRIPTS[pk]``, with two custom regions for ``p.swap()``."""
+
+    SCRIPTS: ClassVar[dict[Any, Any]] = {}
+    extra_regions = ["chart", "summary"]
+
+    def run(self, p: Progress) -> None:
+        for step in self.SCRIPTS.get(self.pk, []):
+            step(p)

@@ -1,23 +1,30 @@
-"""Template tags: ``{% live_operation op %}`` and ``{% liveops_scripts %}``."""
+"""Template tags: ``{% live_operation op %}``, ``{% live_operation_list page_obj %}``, and
+``{% liveops_scripts %}``."""
 
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 from django import template
-from django.http import HttpRequest
+from django.core.paginator import Page
+from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from liveops import grants
 from liveops.conf import get_settings
 from liveops.fragments import render_container
-from liveops.models import LiveOperation
+from liveops.lists import list_texts, render_row
+from liveops.models import LiveOperation, get_operation_model
 from liveops.routing import WEBSOCKET_PATH
 
 register = template.Library()
@@ -49,6 +56,62 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         **_action_forms(request, op),
     )
     return mark_safe(html)  # safe: rendered by templates with autoescape
+
+
+@register.simple_tag(takes_context=True)
+def live_operation_list(
+    context: template.Context, page: Page[Any], *, label: str = "", caption: str = ""
+) -> SafeString:
+    """Render the live table of ``page`` (a ``page_obj``): rows, empty state, pagination.
+
+    The type comes from the page's queryset (``label="app.model"`` when the page holds
+    a plain list). Page 1 gains new operations live; every page updates its rows.
+    Paginate ``liveops.lists.list_queryset(model, user)``: newest first, owners joined.
+    """
+    if not isinstance(page, Page):
+        raise TypeError(f"{{% live_operation_list %}} takes a page (page_obj), not {page!r}.")
+    model = _list_model(page, label)
+    request = context.get("request")
+    label = model.live_label()
+    rows = [mark_safe(render_row(op)) for op in page.object_list]  # safe: templates escape
+    things = capfirst(model._meta.verbose_name_plural)
+    html = render_to_string(
+        "liveops/list.html",
+        {
+            "caption": caption or _("%(things)s, newest first") % {"things": things},
+            "label": label,
+            "ws_path": get_script_prefix() + WEBSOCKET_PATH,
+            "page": page,
+            "per_page": page.paginator.per_page,
+            "rows": rows,
+            "status_id": f"liveops-list-{label}-{page.number}-status",
+            "texts": json.dumps(list_texts(), ensure_ascii=False),
+            "previous_url": _page_url(request, page, -1),
+            "next_url": _page_url(request, page, +1),
+        },
+    )
+    return mark_safe(html)  # safe: rendered by templates with autoescape
+
+
+def _list_model(page: Page[Any], label: str) -> type[LiveOperation]:
+    if label:
+        return get_operation_model(label)
+    model = getattr(page.paginator.object_list, "model", None)
+    if model is None and len(page.object_list):
+        model = type(page.object_list[0])
+    if isinstance(model, type) and issubclass(model, LiveOperation):
+        return model
+    raise TypeError("{% live_operation_list %} cannot tell the type: pass label='app.model'.")
+
+
+def _page_url(request: HttpRequest | None, page: Page[Any], step: int) -> str:
+    """Return the query string of the page ``step`` away, keeping the other parameters."""
+    wanted = page.number + step
+    if not 1 <= wanted <= page.paginator.num_pages:
+        return ""
+    query = request.GET.copy() if request is not None else QueryDict(mutable=True)
+    query["page"] = str(wanted)
+    return f"?{query.urlencode()}"
 
 
 def _action_forms(request: HttpRequest | None, op: LiveOperation) -> dict[str, str]:

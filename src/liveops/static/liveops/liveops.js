@@ -12,7 +12,17 @@
  * stay as they are, its connection region is left alone, and applyFrame() still works.
  * An element identical to the one in the page is not applied again (no DOM change, no
  * event). liveops:finished fires once per attempt, and not for an attempt the page was
- * already rendered finished with.
+ * already rendered finished with; unless a listener prevents it, a success then follows
+ * the operation's chain (the page switches in place, then liveops:chained fires on the
+ * new container) or its success URL.
+ *
+ * Operations lists ({% live_operation_list %}): a [data-liveop-list] element (a tbody)
+ * with data-liveop-ws joins that path's socket as list=<label>:<page>:<per_page>, so a
+ * page with a list and no operation opens one socket too. Row elements
+ * (data-liveop-row) apply only inside lists of their type: an existing row by the
+ * region rules; a new one only into lists marked data-liveop-list-insert (page 1), in
+ * order of data-liveop-sort, newest first, trimmed to data-liveop-list-per-page.
+ * liveops:row fires on the list for each row inserted or replaced.
  */
 (function () {
   "use strict";
@@ -23,11 +33,22 @@
   var BACKOFF_CAP_MS = 15000;
   var STABLE_MS = 10000; // a connection up this long resets the backoff
   var MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
-  var REASONS = {
+  var MAX_LISTS_PER_SOCKET = 5; // ... and more lists,
+  var MAX_ROWS_PER_LIST = 100; // ... or longer list pages
+  // What the script says, in English; a container's data-liveop-texts holds them in
+  // the page's language (rendered by the server: the script needs no catalogue).
+  var TEXTS = {
+    connecting: "Connecting…",
+    live: "Live",
+    retrying: "Connection lost. Retrying…",
+    reconnecting: "Reconnecting in {seconds} s…",
     4400: "The page asked for operations in a form the server does not accept.",
     4401: "Please log in again to watch this operation.",
     4403: "You are not allowed to watch this operation.",
-    4404: "This operation no longer exists."
+    4404: "This operation no longer exists.",
+    refused: "The server refused the live connection.",
+    unwatchable: "This operation cannot be watched.",
+    nosocket: "Cannot open a live connection for this page."
   };
 
   var connections = new Map(); // socket key -> connection record
@@ -80,10 +101,28 @@
       // reconnect snapshot: seed from what the server rendered.
       var status = regionOf(container.getAttribute("data-liveop"), "status");
       var done = status && isTerminal(status);
-      state = { finishedAttempt: done ? intAttr(status, "data-liveop-attempt") : null };
+      state = { finishedAttempt: done ? intAttr(status, "data-liveop-attempt") : null,
+                texts: parseTexts(container) };
       containerStates.set(container, state);
     }
     return state;
+  }
+
+  function parseTexts(container) {
+    try {
+      var texts = JSON.parse(container.getAttribute("data-liveop-texts") || "{}");
+      return texts && typeof texts === "object" ? texts : {};
+    } catch (err) {
+      return {};
+    }
+  }
+
+  /** A message in the container's language: {key, seconds} from TEXTS, or a given text. */
+  function textFor(container, message) {
+    if (typeof message === "string") return message;
+    var texts = stateOf(container).texts;
+    var text = typeof texts[message.key] === "string" ? texts[message.key] : TEXTS[message.key];
+    return String(text || "").replace("{seconds}", String(message.seconds));
   }
 
   // ---- applying regions (docs/protocol.md, "Applying a region element") ---
@@ -222,8 +261,59 @@
       var event = new CustomEvent("liveops:finished",
                                   { bubbles: true, cancelable: true, detail: detail });
       container.dispatchEvent(event);
-      if (detail.state === "FINISHED_OK" && !event.defaultPrevented) continueTo(container);
+      if (detail.state !== "FINISHED_OK" || event.defaultPrevented) return;
+      var chain = container.querySelector("a[data-liveop-chain]");
+      if (chain) followChain(container, chain);
+      else continueTo(container);
     });
+  }
+
+  function byAttribute(root, name, value) {
+    return Array.prototype.filter.call(root.querySelectorAll("[" + name + "]"), function (el) {
+      return el.getAttribute(name) === value;
+    });
+  }
+
+  /**
+   * Switch the page in place to the operation this one continued in (p.chain_to): load
+   * the next operation's page, take its container (with its grant and forms) and the
+   * headings marked data-liveop-heading, and watch it. On the operation's own page the
+   * address follows too. Anything unexpected falls back to going to that page.
+   */
+  function followChain(container, link) {
+    var from = container.getAttribute("data-liveop");
+    var token = link.getAttribute("data-liveop-chain");
+    fetch(link.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var next = byAttribute(page, "data-liveop", token)[0];
+        if (!next) throw new Error("no live container for " + token + " at " + link.href);
+        if (!container.isConnected) return;
+        var adopted = document.importNode(next, true);
+        container.replaceWith(adopted);
+        var ownPage = false;
+        var heading = byAttribute(page, "data-liveop-heading", token)[0];
+        byAttribute(document, "data-liveop-heading", from).forEach(function (old) {
+          if (heading) old.replaceWith(document.importNode(heading, true));
+          ownPage = true;
+        });
+        if (ownPage) {
+          history.replaceState(history.state, "", link.href);
+          if (page.title) document.title = page.title;
+        }
+        processWithHtmx(adopted);
+        connect();
+        adopted.dispatchEvent(new CustomEvent("liveops:chained",
+                                              { bubbles: true, detail: { from: from, op: token } }));
+      })
+      .catch(function (err) {
+        console.warn("liveops: could not switch in place; going to the next operation", err);
+        window.location.assign(link.href);
+      });
   }
 
   /** Follow the operation's success URL (LiveOperation.get_success_url), if it has one. */
@@ -232,12 +322,87 @@
     if (link && link.href) window.location.assign(link.href);
   }
 
+  // ---- operations lists (docs/protocol.md, "Operations lists") -------------
+
+  function allLists() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-liveop-list]"));
+  }
+
+  function perPage(list) {
+    var n = intAttr(list, "data-liveop-list-per-page");
+    return n >= 1 ? n : 25;
+  }
+
+  /** What the socket asks for: "<label>:<page>:<per_page>" (a longer page: its first 100). */
+  function listSpec(list) {
+    var page = Math.max(1, intAttr(list, "data-liveop-list-page"));
+    var size = Math.min(perPage(list), MAX_ROWS_PER_LIST);
+    return list.getAttribute("data-liveop-list") + ":" + page + ":" + size;
+  }
+
+  function listRows(list) {
+    return Array.prototype.filter.call(list.children, function (el) {
+      return el.hasAttribute("data-liveop-row");
+    });
+  }
+
+  /** Newest first: data-liveop-sort descending, then the id descending (as the server). */
+  function rowOrder(a, b) {
+    var sa = intAttr(a, "data-liveop-sort");
+    var sb = intAttr(b, "data-liveop-sort");
+    if (sa !== sb) return sb - sa;
+    return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+  }
+
+  /** Put a new row in its place, then trim the list to its page; return whether it stayed. */
+  function insertRow(list, row) {
+    var rows = listRows(list);
+    var next = rows.filter(function (el) { return rowOrder(row, el) < 0; })[0];
+    var last = rows[rows.length - 1];
+    list.insertBefore(row, next || (last ? last.nextSibling : list.firstChild));
+    listRows(list).sort(rowOrder).slice(perPage(list)).forEach(function (oldest) {
+      list.removeChild(oldest);
+    });
+    return row.parentNode === list;
+  }
+
+  /** Apply a row element to every list of its type; return whether the page changed. */
+  function applyRow(incoming) {
+    var label = incoming.getAttribute("data-liveop-row");
+    var changed = false;
+    if (!incoming.id) return false;
+    allLists().forEach(function (list) {
+      if (list.getAttribute("data-liveop-list") !== label) return;
+      var row = incoming.cloneNode(true);
+      var old = listRows(list).filter(function (el) { return el.id === incoming.id; })[0];
+      if (old) {
+        if (isStale(old, row) || old.isEqualNode(row)) return;
+        old.replaceWith(row);
+      } else if (!list.hasAttribute("data-liveop-list-insert") || !insertRow(list, row)) {
+        return; // only page 1 gains rows, and only rows new enough for it
+      }
+      Array.prototype.forEach.call(list.children, function (el) {
+        if (el.hasAttribute("data-liveop-list-empty")) el.hidden = true;
+      });
+      processWithHtmx(row);
+      changed = true;
+      var detail = { op: label + ":" + incoming.id.replace(/^liveop-row-/, ""),
+                     state: row.getAttribute("data-liveop-state") };
+      list.dispatchEvent(new CustomEvent("liveops:row", { bubbles: true, detail: detail }));
+    });
+    return changed;
+  }
+
   function applyHtml(html) {
     var template = document.createElement("template");
     template.innerHTML = html;
     var byContainer = new Map(); // container -> [applied elements], for one event each
     var ids = [];
     Array.prototype.slice.call(template.content.children).forEach(function (incoming) {
+      if (incoming.hasAttribute("data-liveop-row")) { // only ever into a list
+        if (applyRow(incoming)) ids.push(incoming.id);
+        return;
+      }
       var old = incoming.id ? document.getElementById(incoming.id) : null;
       var container = old && old.closest("[data-liveop]");
       // Rule 6, and only server regions: the container itself and the connection
@@ -258,25 +423,50 @@
 
   // ---- connection state shown to people ----------------------------------
 
-  function showConnection(container, state, text) {
+  function showConnection(container, state, message) {
     if (container.hasAttribute("data-liveop-rejected")) return; // keep the reason visible
+    var text = textFor(container, message);
     container.setAttribute("data-liveop-connection", state);
-    var region = regionOf(container.getAttribute("data-liveop"), "connection");
+    var region = connectionRegion(container);
     if (region && region.textContent !== text) region.textContent = text;
+  }
+
+  /** Where a container, or a list (data-liveop-list-status), says how its connection is. */
+  function connectionRegion(el) {
+    if (!el.hasAttribute("data-liveop-list")) {
+      return regionOf(el.getAttribute("data-liveop"), "connection");
+    }
+    var id = el.getAttribute("data-liveop-list-status");
+    return id ? document.getElementById(id) : null;
+  }
+
+  function rejectList(rejection) {
+    var reason = typeof rejection.reason === "string" && rejection.reason;
+    var known = TEXTS.hasOwnProperty(String(rejection.code));
+    var message = known ? { key: String(rejection.code) } : reason || { key: "unwatchable" };
+    allLists().forEach(function (list) {
+      if (listSpec(list) !== rejection.list) return;
+      showConnection(list, "rejected", message);
+      list.setAttribute("data-liveop-rejected", String(rejection.code || ""));
+    });
+    connections.forEach(function (conn) {
+      if (conn.lists.indexOf(rejection.list) >= 0 && idle(conn)) stop(conn, "rejected", null);
+    });
   }
 
   function rejectOperation(rejection) {
     var token = rejection.op;
     if (typeof token !== "string") return;
     var reason = typeof rejection.reason === "string" && rejection.reason;
-    var text = REASONS[rejection.code] || reason || "This operation cannot be watched.";
+    var known = TEXTS.hasOwnProperty(String(rejection.code));
+    var message = known ? { key: String(rejection.code) } : reason || { key: "unwatchable" };
     containerFor(token).forEach(function (container) {
-      showConnection(container, "rejected", text);
+      showConnection(container, "rejected", message);
       container.setAttribute("data-liveop-rejected", String(rejection.code || ""));
     });
     // Nothing left to watch on a socket: close it instead of keeping it idle.
     connections.forEach(function (conn) {
-      if (conn.tokens.indexOf(token) >= 0 && activeTokens(conn.path, conn.tokens).length === 0) {
+      if (conn.tokens.indexOf(token) >= 0 && idle(conn)) {
         stop(conn, "rejected", null);
       }
     });
@@ -288,8 +478,10 @@
       var frame = JSON.parse(text);
       if (!frame || typeof frame !== "object") throw new TypeError("frame is not an object");
       var ids = typeof frame.liveop_html === "string" ? applyHtml(frame.liveop_html) : [];
-      if (frame.liveop_rejected && typeof frame.liveop_rejected === "object") {
-        rejectOperation(frame.liveop_rejected);
+      var rejection = frame.liveop_rejected;
+      if (rejection && typeof rejection === "object") {
+        if (typeof rejection.list === "string") rejectList(rejection);
+        else rejectOperation(rejection);
       }
       return ids;
     } catch (err) {
@@ -308,15 +500,36 @@
     });
   }
 
+  function activeLists(path, specs) {
+    return specs.filter(function (spec) {
+      return allLists().some(function (l) {
+        return l.getAttribute("data-liveop-ws") === path && listSpec(l) === spec &&
+          !l.hasAttribute("data-liveop-rejected");
+      });
+    });
+  }
+
+  /** Whether nothing on this socket is left to watch (every op and list was rejected). */
+  function idle(conn) {
+    return activeTokens(conn.path, conn.tokens).length === 0 &&
+      activeLists(conn.path, conn.lists).length === 0;
+  }
+
+  /** Call fn for each container, and each list, that this socket carries. */
   function eachContainer(conn, fn) {
     allContainers().forEach(function (c) {
       if (c.getAttribute("data-liveop-ws") === conn.path &&
           conn.tokens.indexOf(c.getAttribute("data-liveop")) >= 0) fn(c);
     });
+    allLists().forEach(function (l) {
+      if (l.getAttribute("data-liveop-ws") === conn.path &&
+          conn.lists.indexOf(listSpec(l)) >= 0) fn(l);
+    });
   }
 
   function allFinished(conn) {
-    return conn.tokens.every(function (token) {
+    // A list never finishes: new operations can always start.
+    return conn.lists.length === 0 && conn.tokens.every(function (token) {
       var status = regionOf(token, "status");
       return status && isTerminal(status);
     });
@@ -330,15 +543,17 @@
     return granted ? "~" + granted.getAttribute("data-liveop-grant") : "";
   }
 
-  function socketUrl(path, tokens) {
+  function socketUrl(path, tokens, lists) {
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
     var query = tokens.map(function (t) {
       return "op=" + encodeURIComponent(t + grantOf(path, t));
-    }).join("&");
+    }).concat(lists.map(function (spec) {
+      return "list=" + encodeURIComponent(spec);
+    })).join("&");
     return scheme + "//" + location.host + path + (path.indexOf("?") < 0 ? "?" : "&") + query;
   }
 
-  function stop(conn, state, text) {
+  function stop(conn, state, message) {
     conn.stopped = true;
     clearTimeout(conn.timer);
     if (conn.ws) {
@@ -346,7 +561,7 @@
       conn.ws = null; // detach first so its close event is not taken for a drop
       ws.close(1000);
     }
-    if (state) eachContainer(conn, function (c) { showConnection(c, state, text || ""); });
+    if (state) eachContainer(conn, function (c) { showConnection(c, state, message || ""); });
   }
 
   function open(conn) {
@@ -354,14 +569,15 @@
     conn.timer = null;
     conn.stopped = false;
     conn.tokens = activeTokens(conn.path, conn.tokens); // never ask again for a rejected op
-    if (conn.tokens.length === 0) return stop(conn, null);
-    eachContainer(conn, function (c) { showConnection(c, "connecting", "Connecting…"); });
+    conn.lists = activeLists(conn.path, conn.lists); // nor for a rejected list
+    if (conn.tokens.length === 0 && conn.lists.length === 0) return stop(conn, null);
+    eachContainer(conn, function (c) { showConnection(c, "connecting", { key: "connecting" }); });
     var ws;
     try {
-      ws = new WebSocket(socketUrl(conn.path, conn.tokens));
+      ws = new WebSocket(socketUrl(conn.path, conn.tokens, conn.lists));
     } catch (err) {
       console.warn("liveops: cannot open a WebSocket for " + conn.path, err);
-      stop(conn, "rejected", "Cannot open a live connection for this page.");
+      stop(conn, "rejected", { key: "nosocket" });
       return;
     }
     conn.ws = ws;
@@ -369,7 +585,7 @@
     ws.onopen = function () {
       if (conn.ws !== ws) return;
       conn.openedAt = Date.now();
-      eachContainer(conn, function (c) { showConnection(c, "open", "Live"); });
+      eachContainer(conn, function (c) { showConnection(c, "open", { key: "live" }); });
     };
     ws.onmessage = function (event) {
       if (conn.ws === ws && typeof event.data === "string") applyFrame(event.data);
@@ -383,8 +599,8 @@
   function dropped(conn, event) {
     conn.ws = null;
     if (event.code >= 4400 && event.code <= 4499) {
-      var reason = REASONS[event.code] || event.reason || "The server refused the live connection.";
-      stop(conn, "rejected", reason);
+      var known = TEXTS.hasOwnProperty(String(event.code));
+      stop(conn, "rejected", known ? { key: String(event.code) } : event.reason || { key: "refused" });
       return;
     }
     if (allFinished(conn)) {
@@ -396,13 +612,14 @@
     var ceiling = BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt);
     var delay = Math.random() * Math.min(BACKOFF_CAP_MS, ceiling);
     conn.attempt += 1;
-    var text = delay < 1000 ? "Connection lost. Retrying…"
-      : "Reconnecting in " + Math.ceil(delay / 1000) + " s…";
-    eachContainer(conn, function (c) { showConnection(c, "closed", text); });
+    var message = delay < 1000 ? { key: "retrying" }
+      : { key: "reconnecting", seconds: Math.ceil(delay / 1000) };
+    eachContainer(conn, function (c) { showConnection(c, "closed", message); });
     conn.timer = setTimeout(function () { open(conn); }, delay);
   }
 
-  /** Group the page's operations into socket keys: one per path, split every 50 ops. */
+  /** Group the page's operations and lists into socket keys: one per path, split every
+   *  50 operations (or 5 lists); lists go on the first socket of their path. */
   function wantedSockets() {
     var byPath = new Map();
     allContainers().forEach(function (c) {
@@ -412,11 +629,28 @@
       if (!byPath.has(path)) byPath.set(path, []);
       if (byPath.get(path).indexOf(token) < 0) byPath.get(path).push(token);
     });
+    var listsByPath = new Map();
+    allLists().forEach(function (l) {
+      var path = l.getAttribute("data-liveop-ws");
+      if (!path || !l.getAttribute("data-liveop-list") || l.hasAttribute("data-liveop-rejected")) {
+        return;
+      }
+      if (!listsByPath.has(path)) listsByPath.set(path, []);
+      if (!byPath.has(path)) byPath.set(path, []);
+      if (listsByPath.get(path).indexOf(listSpec(l)) < 0) listsByPath.get(path).push(listSpec(l));
+    });
     var wanted = new Map();
     byPath.forEach(function (tokens, path) {
-      for (var i = 0; i < tokens.length; i += MAX_OPS_PER_SOCKET) {
-        var key = i === 0 ? path : path + " #" + i / MAX_OPS_PER_SOCKET;
-        wanted.set(key, { path: path, tokens: tokens.slice(i, i + MAX_OPS_PER_SOCKET) });
+      var lists = listsByPath.get(path) || [];
+      var count = Math.max(Math.ceil(tokens.length / MAX_OPS_PER_SOCKET),
+                           Math.ceil(lists.length / MAX_LISTS_PER_SOCKET));
+      for (var n = 0; n < count; n++) {
+        var key = n === 0 ? path : path + " #" + n;
+        wanted.set(key, {
+          path: path,
+          tokens: tokens.slice(n * MAX_OPS_PER_SOCKET, (n + 1) * MAX_OPS_PER_SOCKET),
+          lists: lists.slice(n * MAX_LISTS_PER_SOCKET, (n + 1) * MAX_LISTS_PER_SOCKET)
+        });
       }
     });
     return wanted;
@@ -433,10 +667,11 @@
     });
     wanted.forEach(function (want, key) {
       var conn = connections.get(key);
-      var same = conn && conn.tokens.join("\n") === want.tokens.join("\n");
+      var same = conn && conn.tokens.join("\n") === want.tokens.join("\n") &&
+        conn.lists.join("\n") === want.lists.join("\n");
       if (same && (conn.ws || conn.stopped || conn.timer)) return; // already handled
       if (conn) stop(conn, null);
-      conn = { path: want.path, tokens: want.tokens, ws: null, timer: null,
+      conn = { path: want.path, tokens: want.tokens, lists: want.lists, ws: null, timer: null,
                attempt: 0, openedAt: 0, stopped: false };
       connections.set(key, conn);
       open(conn);

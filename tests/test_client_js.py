@@ -753,9 +753,11 @@ def test_reconnect_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page) ->
     for attempt, (ceiling, shown) in enumerate(zip(ceilings, texts, strict=True), start=1):
         wait_for_attempts(page, attempt)
         expect(connection(page)).to_have_text(shown)
-        page.clock.run_for(math.floor(ceiling * RANDOM))
+        # Up to 10 ms short of the delay (ceiling * RANDOM), then past it: a margin, since
+        # timers are whole milliseconds and the delay is not.
+        page.clock.run_for(math.floor(ceiling * RANDOM) - 10)
         assert len(states(page)) == 2 * attempt, "reconnected before the backoff delay"
-        page.clock.run_for(1)
+        page.clock.run_for(11)
         page.wait_for_function(f"() => window.states.length > {2 * attempt}")
 
 

@@ -87,6 +87,8 @@ settings.configure(
     CHANNEL_LAYERS={"default": layer},
     LIVEOPS={"RUNNER": "eager", "THROTTLE_HZ": 10},
     LANGUAGE_CODE="en",
+    # A project always has one: without it, rendering what links to a page would fail.
+    ROOT_URLCONF="liveops.urls",
 )
 django.setup()
 from channels.layers import get_channel_layer

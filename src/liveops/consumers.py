@@ -9,7 +9,7 @@ import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
@@ -118,8 +118,8 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         if requests is None or list_requests is None or not (requests or list_requests):
             await self.close(code=CloseCode.BAD_REQUEST)
             return
-        known, rejected = self._resolve_models(requests)
-        lists, rejected_lists = self._resolve_lists(list_requests)
+        known, rejected = _resolve(requests)
+        lists, rejected_lists = _resolve(list_requests)
         self._granted = self._check_grants(known, settings.GRANT_SECONDS)
         # Only operations without a valid grant, and lists, need the user (two queries).
         needs_user = len(self._granted) < len(known) or bool(lists)
@@ -257,18 +257,6 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             )
         return parsed
 
-    def _resolve_lists(
-        self, requests: list[_ListRequest]
-    ) -> tuple[list[_ListRequest], dict[_ListRequest, int]]:
-        known: list[_ListRequest] = []
-        rejected: dict[_ListRequest, int] = {}
-        for request in requests:
-            try:
-                known.append(replace(request, model=get_operation_model(request.label)))
-            except LookupError:
-                rejected[request] = CloseCode.NOT_FOUND
-        return known, rejected
-
     @database_sync_to_async
     def _choose_list_groups(self, lists: list[_ListRequest]) -> dict[_ListRequest, str]:
         """Pick each list's group: every row, or the user's own (``viewable_by`` may query)."""
@@ -295,18 +283,6 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             if ops:
                 frames.append("".join(render_row(op) for op in ops))
         return frames, running
-
-    def _resolve_models(
-        self, requests: list[_Request]
-    ) -> tuple[list[_Request], dict[_Request, int]]:
-        known: list[_Request] = []
-        rejected: dict[_Request, int] = {}
-        for request in requests:
-            try:
-                known.append(replace(request, model=get_operation_model(request.label)))
-            except LookupError:
-                rejected[request] = CloseCode.NOT_FOUND
-        return known, rejected
 
     @database_sync_to_async
     def _load_snapshots(self, requests: list[_Request]) -> tuple[list[str], dict[_Request, int]]:
@@ -336,6 +312,21 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                         render_regions(op, op.to_view(), staff=self._staff, log_max=log_max)
                     )
         return snapshots, rejected
+
+
+_Resolvable = TypeVar("_Resolvable", _Request, _ListRequest)
+
+
+def _resolve(requests: list[_Resolvable]) -> tuple[list[_Resolvable], dict[_Resolvable, int]]:
+    """Attach each request's model; one whose label names no operation type is 4404."""
+    known: list[_Resolvable] = []
+    rejected: dict[_Resolvable, int] = {}
+    for request in requests:
+        try:
+            known.append(replace(request, model=get_operation_model(request.label)))
+        except LookupError:
+            rejected[request] = CloseCode.NOT_FOUND
+    return known, rejected
 
 
 def _model(request: _ListRequest) -> type[LiveOperation]:

@@ -13,25 +13,30 @@ from typing import Any
 
 import lxml.html
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
-from django.test import Client
 from django.utils import timezone
 
-from liveops.execution import execute
 from liveops.publish import group_name
 from liveops.state import ALL_REGIONS, Phase
 from tests.testapp.models import Gated, Scripted
-from tests.viewers import marker_message, open_viewer
+from tests.viewers import (
+    TIMEOUT,
+    assert_closed_with,
+    elements,
+    marker_message,
+    next_frame,
+    open_viewer,
+    run_op,
+    session_cookie,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 5
 PHASE_LABELS = {
     Phase.NOT_STARTED: "Waiting to start",
     Phase.STARTED: "In progress",
@@ -62,29 +67,22 @@ def _fresh_layer_and_scripts() -> Iterator[None]:
     channel_layers.backends.clear()
 
 
-def _session_cookie(user: Any) -> bytes:
-    client = Client()
-    client.force_login(user)
-    name = settings.SESSION_COOKIE_NAME
-    return f"{name}={client.cookies[name].value}".encode()
-
-
 @pytest.fixture
 def alice(user: Any) -> bytes:
     """The session cookie of the owner of the operations."""
-    return _session_cookie(user)
+    return session_cookie(user)
 
 
 @pytest.fixture
 def mallory(other_user: Any) -> bytes:
     """The session cookie of a user who owns none of them."""
-    return _session_cookie(other_user)
+    return session_cookie(other_user)
 
 
 @pytest.fixture
 def stella(staff_user: Any) -> bytes:
     """The session cookie of a staff user."""
-    return _session_cookie(staff_user)
+    return session_cookie(staff_user)
 
 
 @pytest.fixture
@@ -151,33 +149,6 @@ def reload(op: Any) -> Any:
     return type(op).objects.get(pk=op.pk)
 
 
-def _execute_and_close(label: str, pk: object) -> None:
-    try:
-        execute(label, pk)
-    finally:
-        connections.close_all()  # this thread's connections only
-
-
-async def run_op(op: Any) -> None:
-    """Execute ``op`` in a thread of its own, as the thread runner would."""
-    await sync_to_async(_execute_and_close, thread_sensitive=False)(op.live_label(), op.pk)
-
-
-async def next_frame(communicator: WebsocketCommunicator) -> dict[str, Any]:
-    data = json.loads(await communicator.receive_from(timeout=TIMEOUT))
-    assert isinstance(data, dict)
-    return data
-
-
-def elements(html: str) -> dict[str, Any]:
-    """Map id -> element of the top-level region elements of a fragment."""
-    parsed = lxml.html.fragments_fromstring(html)
-    assert all(not isinstance(el, str) for el in parsed), "text outside any region element"
-    found = {el.get("id"): el for el in parsed}
-    assert len(found) == len(parsed), "two top-level elements share an id"
-    return found
-
-
 def region_ids(op: Any) -> list[str]:
     return [f"liveop-{op.pk}-{region}" for region in ALL_REGIONS]
 
@@ -217,11 +188,6 @@ async def probe(op: Any) -> dict[str, str]:
     group = group_name(op.live_label(), op.pk)
     await get_channel_layer().group_send(group, marker_message(group, html))
     return {"liveop_html": html}
-
-
-async def assert_closed_with(communicator: WebsocketCommunicator, code: int) -> None:
-    message = await communicator.receive_output(timeout=TIMEOUT)
-    assert message == {"type": "websocket.close", "code": code}
 
 
 def assert_snapshot(data: dict[str, Any], op: Any, phase: Phase) -> dict[str, Any]:
@@ -786,7 +752,7 @@ async def test_connect_with_cached_sessions_makes_two_queries(connect, monkeypat
     """docs/performance.md: with sessions in a cache, a connect reads the user and the operation."""
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     op = await create(Scripted, user)
-    cookie = await database_sync_to_async(_session_cookie)(user)  # the login fills the cache
+    cookie = await database_sync_to_async(session_cookie)(user)  # the login fills the cache
     with count_queries(monkeypatch) as queries:
         communicator = await connect(op.live_token, cookie=cookie)
         assert "liveop_html" in await next_frame(communicator)

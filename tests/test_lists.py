@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import lxml.html
 import pytest
-from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connections, transaction
 from django.test import Client
@@ -38,6 +36,7 @@ from liveops.publish import bind_server_loop, group_name
 from liveops.state import Phase
 from liveops.updates import Rank, Update
 from tests.testapp.models import Gated, Scripted
+from tests.viewers import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -378,18 +377,6 @@ def test_a_project_template_comes_first(user, settings, tmp_path) -> None:
 
 
 # --- publishing --------------------------------------------------------------------------------
-
-
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` in a worker thread with its own database connection, closed afterwards."""
-
-    def call() -> T:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(call, thread_sensitive=False)()
 
 
 @pytest.fixture

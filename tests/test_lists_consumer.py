@@ -21,15 +21,15 @@ from liveops import grants
 from liveops.fanout import get_hub
 from liveops.lists import list_group, owner_list_group, publish_row
 from liveops.liveness import watchdog
-from tests.test_consumers import (
-    _session_cookie,
+from tests.testapp.models import Scripted
+from tests.viewers import (
     assert_closed_with,
     elements,
     next_frame,
+    open_viewer,
     run_op,
+    session_cookie,
 )
-from tests.testapp.models import Scripted
-from tests.viewers import open_viewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,17 +47,17 @@ def _fresh_layer() -> Iterator[None]:
 
 @pytest.fixture
 def alice(user: Any) -> bytes:
-    return _session_cookie(user)
+    return session_cookie(user)
 
 
 @pytest.fixture
 def bob(other_user: Any) -> bytes:
-    return _session_cookie(other_user)
+    return session_cookie(other_user)
 
 
 @pytest.fixture
 def stella(staff_user: Any) -> bytes:
-    return _session_cookie(staff_user)
+    return session_cookie(staff_user)
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from lxml.html import HtmlElement
 
 import liveops.publish
@@ -31,24 +30,13 @@ from liveops.state import ALL_REGIONS, Phase
 from liveops.updates import Update
 from tests.dom import parse
 from tests.testapp.models import Scripted
+from tests.viewers import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T = TypeVar("T")
 Message = dict[str, Any]
 Step = Callable[[Progress], object]
-
-
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` in a worker thread with its own database connection, closed afterwards."""
-
-    def call() -> T:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(call, thread_sensitive=False)()
 
 
 def root(message: Message) -> HtmlElement:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import lxml.html
 import pytest
 from django.db import connection
 
 from liveops import control
-from liveops.state import Phase
+from liveops.fragments import render_regions
+from liveops.state import Phase, StateView
 from liveops.testing import LiveRun, RecordingProgress
 from tests.testapp.models import Chaining, Gated, Scripted
 
@@ -155,3 +157,14 @@ def test_recording_progress_keeps_the_next_operation_unsaved() -> None:
     assert p.calls[-1] == ("chain_to", (following, {"rows": 2}), {"more": 1})
     p.log("ignored after the end")
     assert p.view.log_tail == ()
+
+
+@pytest.mark.parametrize(("url", "linked"), [("/operations/x/1/", True), ("", False)])
+def test_without_a_page_to_go_to_the_next_operation_is_named_not_linked(
+    url: str, linked: bool
+) -> None:
+    chained = {"op": "testapp.scripted:1", "url": url, "title": "Sending"}
+    view = StateView(phase=Phase.FINISHED_OK, chained_to=chained)
+    html = render_regions(Scripted(owner_id=1), view, ["result"])
+    assert ("data-liveop-chain" in html) is linked
+    assert "Next operation: Sending" in " ".join(lxml.html.fromstring(html).text_content().split())

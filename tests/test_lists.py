@@ -484,14 +484,12 @@ async def rows_of_a_run(layer: Any, user: Any, *steps: Any) -> list[tuple[str, R
         await in_thread(start)
     finally:
         Scripted.SCRIPTS.pop(op.pk, None)
-    seen = []
-    while True:  # until the rows stop coming: the run has ended by now
-        try:
-            message = await asyncio.wait_for(layer.receive(channel), 2)
-        except TimeoutError:
-            return seen
-        (chunk,) = Update.from_message(message).regions[f"row-{op.pk}"]
+    seen: list[tuple[str, Rank]] = []
+    while not (seen and seen[-1][1].terminal):  # until the row of the end
+        (chunk,) = Update.from_message(await receive(layer, channel)).regions[f"row-{op.pk}"]
         seen.append((cells(row(chunk.html))[1], chunk.rank))
+    await nothing_more(layer, channel)
+    return seen
 
 
 async def test_a_run_shows_waiting_in_progress_then_finished(layer, user) -> None:

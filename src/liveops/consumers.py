@@ -24,7 +24,7 @@ from liveops.conf import get_settings
 from liveops.fanout import Viewer, get_hub
 from liveops.fragments import frame, render_regions
 from liveops.lists import list_group_for, page_rows, render_row
-from liveops.liveness import ensure_fresh, expire_stale, is_stale, watchdog
+from liveops.liveness import ensure_fresh, expire_stale_among, watchdog
 from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import bind_server_loop, group_name
 from liveops.state import Phase
@@ -275,9 +275,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         for request in lists:
             model = _model(request)
             ops = page_rows(model, self._user, request.page, request.per_page)
-            stale = [op.pk for op in ops if is_stale(op)]
-            if stale:  # a lost run is shown as such, as on the operation's page
-                expire_stale(model, stale)
+            if expire_stale_among(model, ops):  # a lost run is shown as such
                 ops = page_rows(model, self._user, request.page, request.per_page)
             running += [(model, op.pk) for op in ops if op.get_state() is Phase.STARTED]
             if ops:

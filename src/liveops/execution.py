@@ -23,14 +23,13 @@ from uuid import UUID
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
 from django.db.models import F
-from django.urls import NoReverseMatch
 from django.utils import timezone, translation
 
 from liveops.conf import get_settings
 from liveops.exceptions import OperationCancelled, OperationInterrupted
 from liveops.lists import publish_row_on_commit, row_sender
 from liveops.liveness import INTERRUPTED_MESSAGE, end_as_interrupted, heartbeat
-from liveops.models import LiveOperation, get_operation_model
+from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
 from liveops.publish import get_publisher
 from liveops.state import LiveState, Phase, StageState, StateView
@@ -217,7 +216,11 @@ class Run:
                 next_op.save()
             elif next_op.get_state() is not Phase.NOT_STARTED:
                 raise ValueError(f"p.chain_to() needs an operation that has not started: {next_op}")
-            chained_to = {"op": next_op.live_token, "url": _url_of(next_op), "title": str(next_op)}
+            chained_to = {
+                "op": next_op.live_token,
+                "url": live_page_url(next_op),
+                "title": str(next_op),
+            }
             if self.finish(Phase.FINISHED_OK, result_context=result, chained_to=chained_to):
                 next_op.enqueue()
             else:  # ended elsewhere meanwhile: the next operation is not created either
@@ -311,14 +314,6 @@ def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:
         "log": [list(entry) for entry in view.log_tail],
         "log_seq": log_seq,
     }
-
-
-def _url_of(op: LiveOperation) -> str:
-    """Return the live page of ``op``, or "" when the project has none to link to."""
-    try:
-        return op.get_absolute_url()
-    except NoReverseMatch:
-        return ""
 
 
 def _json_round_trip(context: Mapping[str, Any]) -> dict[str, Any]:

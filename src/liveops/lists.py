@@ -22,14 +22,13 @@ from typing import Any
 from django.db import router, transaction
 from django.db.models import QuerySet
 from django.template.loader import select_template
-from django.urls import NoReverseMatch
 from django.utils import formats, timezone, translation
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 from liveops.fragments import client_texts, phase_label
-from liveops.models import LiveOperation
+from liveops.models import LiveOperation, live_page_url
 from liveops.publish import _run_and_wait, get_publisher
 from liveops.updates import Chunk, Rank, Update
 
@@ -132,13 +131,6 @@ def _rank(op: LiveOperation) -> Rank:
     return Rank(op.attempt, op.get_state().is_terminal, op.version)
 
 
-def _url(op: LiveOperation) -> str:
-    try:
-        return op.get_absolute_url()
-    except NoReverseMatch:  # the project did not include liveops.urls
-        return ""
-
-
 def _iso(value: datetime | None) -> str:
     """Return a valid HTML ``datetime`` value (whole seconds, with the offset)."""
     if value is None:
@@ -168,7 +160,7 @@ def render_row(op: LiveOperation) -> str:
         context = {
             "op": op,
             "title": str(op),
-            "url": _url(op),
+            "url": live_page_url(op),
             "phase": phase.value,
             "state_text": state_text(op),
             "owner_name": op.owner.get_username(),

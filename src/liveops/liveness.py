@@ -42,6 +42,7 @@ __all__ = [
     "end_unqueued",
     "ensure_fresh",
     "expire_stale",
+    "expire_stale_among",
     "heartbeat",
     "is_stale",
     "watchdog",
@@ -114,10 +115,20 @@ def is_stale(op: LiveOperation) -> bool:
 
 def ensure_fresh(op: LiveOperation) -> LiveOperation:
     """Return ``op``, first ended as lost (and reloaded) if its heartbeat is stale."""
-    if is_stale(op):
-        expire_stale(type(op), [op.pk])
+    if expire_stale_among(type(op), [op]):
         op.refresh_from_db()
     return op
+
+
+def expire_stale_among(model: type[LiveOperation], ops: Iterable[LiveOperation]) -> bool:
+    """End the lost runs among ``ops``; return whether any looked lost (then read them again).
+
+    No query when none looks lost: the heartbeats are already loaded.
+    """
+    stale = [op.pk for op in ops if is_stale(op)]
+    if stale:
+        expire_stale(model, stale)
+    return bool(stale)
 
 
 def end_unqueued(label: str, pk: UUID | str, message: str) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.apps import apps
 from django.conf import settings
 from django.db import models, router, transaction
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from liveops.progress import Progress
 
-__all__ = ["LiveOperation", "Phase", "get_operation_model"]
+__all__ = ["LiveOperation", "Phase", "get_operation_model", "live_page_url"]
 
 
 class LiveOperation(models.Model):
@@ -212,6 +212,14 @@ class LiveOperation(models.Model):
         using = router.db_for_write(type(self), instance=self)
         publish_row_on_commit(type(self), pk, using=using)  # lists show it first; never raises
         transaction.on_commit(lambda: dispatch(label, pk), using=using)
+
+
+def live_page_url(op: LiveOperation) -> str:
+    """Return ``op.get_absolute_url()``, or "" when the project routes no page for it."""
+    try:
+        return op.get_absolute_url()
+    except NoReverseMatch:  # the project did not include liveops.urls
+        return ""
 
 
 def get_operation_model(label: str) -> type[LiveOperation]:

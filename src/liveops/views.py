@@ -26,7 +26,7 @@ from django.views.generic import DetailView, ListView
 
 from liveops.control import request_cancel, request_retry
 from liveops.lists import list_queryset
-from liveops.liveness import ensure_fresh, expire_stale, is_stale
+from liveops.liveness import ensure_fresh, expire_stale_among
 from liveops.models import LiveOperation, get_operation_model
 
 __all__ = [
@@ -97,9 +97,7 @@ class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-
         """Add ``title``; show the lost runs among the page's operations as such."""
         context = super().get_context_data(**kwargs)
         shown = context["object_list"]
-        stale = [op.pk for op in shown if is_stale(op)]
-        if stale:
-            expire_stale(self.operation_model, stale)
+        if expire_stale_among(self.operation_model, shown):
             shown = shown.all()  # read again: they are interrupted now
             context["object_list"] = context[self.context_object_name] = shown
             if context.get("page_obj") is not None:

@@ -61,9 +61,7 @@
   }
 
   function containerFor(token) {
-    return allContainers().filter(function (c) {
-      return c.getAttribute("data-liveop") === token;
-    });
+    return byAttribute(document, "data-liveop", token);
   }
 
   function pkOf(token) {
@@ -440,35 +438,36 @@
     return id ? document.getElementById(id) : null;
   }
 
-  function rejectList(rejection) {
-    var reason = typeof rejection.reason === "string" && rejection.reason;
-    var known = TEXTS.hasOwnProperty(String(rejection.code));
-    var message = known ? { key: String(rejection.code) } : reason || { key: "unwatchable" };
-    allLists().forEach(function (list) {
-      if (listSpec(list) !== rejection.list) return;
-      showConnection(list, "rejected", message);
-      list.setAttribute("data-liveop-rejected", String(rejection.code || ""));
+  /** Why the server refused: its code's text (in the page's language), else its reason. */
+  function refusal(code, reason, fallbackKey) {
+    if (TEXTS.hasOwnProperty(String(code))) return { key: String(code) };
+    return (typeof reason === "string" && reason) || { key: fallbackKey };
+  }
+
+  /** Show the refusal on each element; close the sockets that carried it and have nothing left. */
+  function markRejected(elements, rejection, carried) {
+    var message = refusal(rejection.code, rejection.reason, "unwatchable");
+    elements.forEach(function (el) {
+      showConnection(el, "rejected", message);
+      el.setAttribute("data-liveop-rejected", String(rejection.code || ""));
     });
     connections.forEach(function (conn) {
-      if (conn.lists.indexOf(rejection.list) >= 0 && idle(conn)) stop(conn, "rejected", null);
+      if (carried(conn) && idle(conn)) stop(conn, "rejected", null);
+    });
+  }
+
+  function rejectList(rejection) {
+    var lists = allLists().filter(function (list) { return listSpec(list) === rejection.list; });
+    markRejected(lists, rejection, function (conn) {
+      return conn.lists.indexOf(rejection.list) >= 0;
     });
   }
 
   function rejectOperation(rejection) {
     var token = rejection.op;
     if (typeof token !== "string") return;
-    var reason = typeof rejection.reason === "string" && rejection.reason;
-    var known = TEXTS.hasOwnProperty(String(rejection.code));
-    var message = known ? { key: String(rejection.code) } : reason || { key: "unwatchable" };
-    containerFor(token).forEach(function (container) {
-      showConnection(container, "rejected", message);
-      container.setAttribute("data-liveop-rejected", String(rejection.code || ""));
-    });
-    // Nothing left to watch on a socket: close it instead of keeping it idle.
-    connections.forEach(function (conn) {
-      if (conn.tokens.indexOf(token) >= 0 && idle(conn)) {
-        stop(conn, "rejected", null);
-      }
+    markRejected(containerFor(token), rejection, function (conn) {
+      return conn.tokens.indexOf(token) >= 0;
     });
   }
 
@@ -599,8 +598,7 @@
   function dropped(conn, event) {
     conn.ws = null;
     if (event.code >= 4400 && event.code <= 4499) {
-      var known = TEXTS.hasOwnProperty(String(event.code));
-      stop(conn, "rejected", known ? { key: String(event.code) } : event.reason || { key: "refused" });
+      stop(conn, "rejected", refusal(event.code, event.reason, "refused"));
       return;
     }
     if (allFinished(conn)) {

@@ -240,6 +240,54 @@ def test_templates_can_be_overridden_per_operation_type(op: Scripted, settings: 
     assert text(other["result"]) == "Result imported 12"
 
 
+RESULT_TEMPLATE = {
+    "testapp/scripted_result.html": (
+        "<p>Imported {{ imported }} of {{ result.total }}; "
+        "op={{ op.pk }}; continue={{ success_url|default:'-' }}</p>"
+    )
+}
+
+
+def test_the_result_template_gets_the_result_keys_at_the_top_level(
+    op: Scripted, settings: Any
+) -> None:
+    use_templates(settings, RESULT_TEMPLATE)
+    view = StateView(
+        phase=Phase.FINISHED_OK, result_context={"imported": 12, "total": 13, "op": "mine"}
+    )
+    result = regions_of(render_regions(op, view, ["result"]))["result"]
+    # {{ result.x }} keeps working; a key named like one of ours does not replace ours.
+    assert text(result) == f"Imported 12 of 13; op={op.pk}; continue=-"
+
+
+@pytest.mark.parametrize(
+    ("phase", "shown"),
+    [
+        (Phase.NOT_STARTED, ""),
+        (Phase.STARTED, ""),
+        (Phase.FINISHED_ERROR, "Error The operation failed. The error has been recorded."),
+        (Phase.CANCELLED, "The operation was cancelled."),
+    ],
+)
+def test_the_result_template_is_rendered_only_for_a_successful_end(
+    op: Scripted, settings: Any, phase: Phase, shown: str
+) -> None:
+    use_templates(settings, RESULT_TEMPLATE)
+    view = StateView(phase=phase, result_context={"imported": 12})
+    assert text(regions_of(render_regions(op, view, ["result"]))["result"]) == shown
+
+
+def test_a_chained_end_names_the_next_operation_instead_of_the_result_template(
+    op: Scripted, settings: Any
+) -> None:
+    use_templates(settings, RESULT_TEMPLATE)
+    chained = {"op": "t", "title": "Step two", "url": "/two/"}
+    view = StateView(phase=Phase.FINISHED_OK, chained_to=chained)
+    assert text(regions_of(render_regions(op, view, ["result"]))["result"]) == (
+        "Result Next operation: Step two"
+    )
+
+
 def test_a_result_region_template_per_type_is_used_when_there_is_no_result_template(
     op: Scripted, settings: Any
 ) -> None:

@@ -198,7 +198,19 @@ def test_plain_lines_show_a_tracked_count(
 
     script(monkeypatch, work)
     lines = run("testapp.scripted", "--owner=alice").splitlines()
-    assert "Rows: 40/40 row (100%)" in lines
+    assert "Rows: 40/40 rows (100%)" in lines
+
+
+def test_plain_lines_word_the_unit_as_the_page_does(
+    user: Any, plain: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def work(p: Progress) -> None:
+        for _ in p.track(iter(range(2)), unit="file"):  # unsized: a count, no total
+            pass
+
+    script(monkeypatch, work)
+    lines = run("testapp.scripted", "--owner=alice").splitlines()
+    assert "2 files" in lines
 
 
 class FakeTqdm:

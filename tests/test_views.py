@@ -19,7 +19,7 @@ from django.views.generic import CreateView
 from liveops.runners.eager import EagerRunner
 from liveops.state import ALL_REGIONS, Phase
 from liveops.views import LiveOperationCreateMixin
-from tests.testapp.models import Scripted
+from tests.testapp.models import Gated, Scripted
 
 # --- a small project using the mixin (this module is also the URLconf) -------------------
 
@@ -42,9 +42,17 @@ class StartThenFail(StartScripted):
         raise RuntimeError("the view failed after saving")
 
 
+class StartGated(LiveOperationCreateMixin, CreateView):
+    """A view with fields and no template of its own: the package's form page shows it."""
+
+    model = Gated
+    fields = ["label"]
+
+
 urlpatterns = [
     path("operations/", include("liveops.urls")),
     path("start/", StartScripted.as_view(), name="start"),
+    path("start-gated/", StartGated.as_view(), name="start-gated"),
     path("start-then-fail/", StartThenFail.as_view(), name="start-then-fail"),
 ]
 
@@ -247,6 +255,23 @@ def test_create_sets_owner_and_language_runs_after_commit_and_redirects(
     assert op.get_state() is Phase.FINISHED_OK
     assert response.status_code == 302
     assert response["Location"] == page_url("testapp.scripted", op.pk)
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.test_views")
+def test_a_create_view_without_a_template_shows_the_package_form_page(user: Any) -> None:
+    response = logged_in(user).get("/start-gated/")
+    assert response.status_code == 200
+    assert [t.name for t in response.templates][:2] == [
+        "liveops/operation_form.html",
+        "liveops/base.html",
+    ]
+    page = lxml.html.fromstring(response.content)
+    assert page.findtext(".//h1") == "Gated"
+    (form,) = page.xpath("//form[@method='post']")
+    assert form.xpath(".//input[@name='csrfmiddlewaretoken']")
+    assert form.xpath(".//label[@for='id_label']/text()") == ["Label:"]
+    assert form.xpath(".//button[@type='submit']/text()") == ["Start"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,6 +28,7 @@ from liveops.updates import Chunk, Rank, Update
 
 __all__ = [
     "container_id",
+    "count_text",
     "frame",
     "phase_label",
     "region_id",
@@ -221,29 +222,44 @@ def _attributes(
     )
 
 
-def _template_names(op: LiveOperation, region: str) -> list[str]:
+def _template_names(op: LiveOperation, view: StateView, region: str) -> list[str]:
     meta = op._meta
     names = [f"liveops/{meta.app_label}/{meta.model_name}/{region}.html"]
-    if region == "result":
-        names.insert(
-            0, op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html"
-        )
+    if region == "result" and _shows_own_result(view):
+        names.insert(0, _result_template(op))
     names.append(f"liveops/regions/{region}.html")
     return names
 
 
+def _result_template(op: LiveOperation) -> str:
+    """Return the name of the template that shows the operation's successful result."""
+    meta = op._meta
+    return op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html"
+
+
+def _shows_own_result(view: StateView) -> bool:
+    """The developer's result template shows a success; a chained end names its successor."""
+    return view.phase is Phase.FINISHED_OK and not view.chained_to
+
+
 def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool) -> str:
-    template = select_template(_template_names(op, region))
-    context: dict[str, Any] = {
-        "op": op,
-        "view": view,
-        "region_id": region_id(op, region),
-        "phase_label": phase_label(view.phase, interrupted=view.interrupted),
-        "is_terminal": view.phase.is_terminal,
-        "staff": staff,
-    }
+    template = select_template(_template_names(op, view, region))
+    context: dict[str, Any] = {}
+    if region == "result" and _shows_own_result(view):
+        # What run() gave p.result(), as the guide says: {{ imported }}. Ours win a clash.
+        context.update(view.result_context or {})
+    context.update(
+        {
+            "op": op,
+            "view": view,
+            "region_id": region_id(op, region),
+            "phase_label": phase_label(view.phase, interrupted=view.interrupted),
+            "is_terminal": view.phase.is_terminal,
+            "staff": staff,
+        }
+    )
     if region == "progress":
-        context["count_text"] = _count_text(view.done, view.track_unit)
+        context["count_text"] = count_text(view.done, view.track_unit)
         context["eta_text"] = _eta_text(view)
     if region == "stages":
         context["stage_total"] = len(view.stages)
@@ -266,7 +282,7 @@ def _render_extra(op: LiveOperation, view: StateView, region: str) -> str:
     return f"<div {attributes}>{html}</div>"
 
 
-def _count_text(done: int, unit: str) -> str:
+def count_text(done: int, unit: str) -> str:
     """Return "3 items" in the page's language, or "3 rows" for a custom unit.
 
     The default unit is translated with its plurals. A custom unit is the developer's

@@ -107,10 +107,28 @@ class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-
 
 
 class LiveOperationCreateMixin:
-    """Mix into a ``CreateView``: set the owner, save, enqueue, redirect to the live page."""
+    """Mix into a ``CreateView``: set the owner, save, enqueue, redirect to the live page.
+
+    Without a template of its own (``<app_label>/<model_name>_form.html``) the form is
+    shown on the package's page, ``liveops/operation_form.html``.
+    """
 
     request: HttpRequest
     object: LiveOperation
+
+    def get_template_names(self) -> list[str]:
+        """The view's own templates, then the package's form page."""
+        names: list[str] = super().get_template_names()  # type: ignore[misc]
+        return [*names, "liveops/operation_form.html"]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Add ``operation_title``, the model's name for the form page's heading."""
+        context: dict[str, Any] = super().get_context_data(**kwargs)  # type: ignore[misc]
+        form_meta = getattr(context.get("form"), "_meta", None)
+        model = getattr(self, "model", None) or getattr(form_meta, "model", None)
+        if model is not None:
+            context.setdefault("operation_title", capfirst(model._meta.verbose_name))
+        return context
 
     def form_valid(self, form: Any) -> HttpResponse:
         """Save the operation for the current user and run it once the save commits."""

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from liveops.control import request_cancel
 from liveops.execution import Run, execute, sigterm_as_exit
+from liveops.fragments import count_text
 from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.state import Phase, StateView
@@ -439,10 +440,12 @@ class BarDisplay(Display):
 
 def _progress_text(view: StateView) -> str:
     label = f"{view.track_label}: " if view.track_label else ""
+    # The unit as the page words it: "3/40 rows", "1 file", translated "items".
     if view.total is not None:
-        return f"{label}{view.done}/{view.total} {view.track_unit} ({view.percent or 0:.0f}%)"
+        total = count_text(view.total, view.track_unit)
+        return f"{label}{view.done}/{total} ({view.percent or 0:.0f}%)"
     if view.percent is None:
-        return f"{label}{view.done} {view.track_unit}"
+        return f"{label}{count_text(view.done, view.track_unit)}"
     return f"{view.percent:.0f}%"
 
 

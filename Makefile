@@ -1,8 +1,10 @@
-# make demo: the demo site on http://127.0.0.1:8000 (SQLite, in-memory layer, thread runner)
+# make demo: the demo site on http://127.0.0.1:8000 (SQLite, in-memory layer, thread runner);
+#            make demo PORT=8001 serves it on another port
 # make test: the whole test suite (installs what it needs first)
 # make demo-stack: the demo as a multi-process deployment (PostgreSQL, Redis, Celery,
 #                  uvicorn :8000 + daphne :8001)
 VENV ?= .venv
+PORT ?= 8000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -41,7 +43,7 @@ test-lts: $(LTS_STAMP)
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
 	cd example && ../$(PY) manage.py demo_user
-	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8000
+	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port $(PORT)
 
 demo-stack: install
 	scripts/demo-stack

@@ -35,7 +35,7 @@ from tests.testapp.models import Counted, CountedRun
 def test_import_without_celery_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "liveops.runners.celery", raising=False)
     monkeypatch.setitem(sys.modules, "celery", None)
-    with pytest.raises(ImproperlyConfigured, match=r"pip install django-liveops\[celery\]"):
+    with pytest.raises(ImproperlyConfigured, match=r'pip install "django-liveops\[celery\]"'):
         importlib.import_module("liveops.runners.celery")
 
 

@@ -84,7 +84,7 @@ def test_tasks_options_pick_the_queue(settings, user, django_capture_on_commit_c
 def test_import_without_the_task_framework_names_the_extra(monkeypatch):
     for name in ("django.tasks", "django.tasks.exceptions", "django_tasks"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(ImproperlyConfigured, match=r"pip install django-liveops\[tasks\]"):
+    with pytest.raises(ImproperlyConfigured, match=r'pip install "django-liveops\[tasks\]"'):
         importlib.import_module("liveops.runners.tasks")
 
 

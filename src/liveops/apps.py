@@ -13,9 +13,19 @@ class LiveOpsConfig(AppConfig):
     verbose_name = "Live operations"
 
     def ready(self) -> None:
-        from liveops.checks import check_operation_models, check_settings
+        from liveops.checks import check_operation_models, check_runner, check_settings
         from liveops.checks_redis import check_redis_layers
+        from liveops.checks_server import (
+            check_asgi_application,
+            check_runserver,
+            check_uvicorn_websockets,
+        )
 
         checks.register(check_settings, "liveops")
+        checks.register(check_runner, "liveops")
         checks.register(check_operation_models, "liveops", checks.Tags.models)
         checks.register(check_redis_layers, "liveops")
+        checks.register(check_asgi_application, "liveops", checks.Tags.async_support)
+        checks.register(check_uvicorn_websockets, "liveops", checks.Tags.async_support)
+        # Only at runserver's start, which is no deployment: nothing to add to --deploy.
+        checks.register(check_runserver, "liveops")

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage, Error
 
-from liveops.conf import _raw_settings, validate
+from liveops.conf import _raw_settings, get_settings, missing_layer_problem, validate
 from liveops.state import ALL_REGIONS
 
-__all__ = ["check_operation_models", "check_settings"]
+__all__ = ["check_operation_models", "check_runner", "check_settings"]
 
 #: A custom region's name goes into element ids and class names.
 _REGION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -31,17 +31,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     raw = _raw_settings()
     alias = raw.get("CHANNEL_LAYER", "default") if isinstance(raw, dict) else "default"
     if isinstance(alias, str) and alias not in layers:
-        errors.append(
-            Error(
-                f"CHANNEL_LAYERS has no layer {alias!r}, so live updates cannot be sent.",
-                hint=(
-                    "Add CHANNEL_LAYERS = {'default': {'BACKEND': "
-                    "'channels.layers.InMemoryChannelLayer'}} for one process, or "
-                    "channels_redis for several (see docs/settings.md)."
-                ),
-                id="liveops.E009",
-            )
-        )
+        problem = missing_layer_problem(alias)
+        errors.append(Error(problem.msg, hint=problem.hint, id=problem.id))
     if isinstance(raw, dict) and raw.get("PERSIST_PROGRESS") is True:
         errors.append(
             checks.Warning(
@@ -52,6 +43,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+def check_runner(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a runner that cannot be loaded, then what the runner itself finds missing."""
+    from liveops.runners import RunnerUnavailable, load_runner_class
+
+    if validate(_raw_settings()):
+        return []  # check_settings reports those, and the runner is not known
+    try:
+        runner_class = load_runner_class()
+    except RunnerUnavailable as exc:
+        return [Error(exc.problem, hint=exc.fix, id="liveops.E016")]
+    except Exception as exc:  # the runner's own module failed to import
+        path = get_settings().runner_path
+        return [
+            Error(
+                f"LIVEOPS['RUNNER'] is {path!r}, whose module failed to import: "
+                f"{type(exc).__name__}: {exc}",
+                hint=f"Fix that error; python -c 'import {path.rpartition('.')[0]}' "
+                "shows its traceback.",
+                id="liveops.E016",
+            )
+        ]
+    return runner_class.check()
 
 
 def check_operation_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

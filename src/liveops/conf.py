@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,17 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-__all__ = ["DEFAULTS", "RUNNER_ALIASES", "LiveOpsSettings", "get_settings", "validate"]
+__all__ = [
+    "DEFAULTS",
+    "RUNNER_ALIASES",
+    "LiveOpsSettings",
+    "get_settings",
+    "missing_layer_problem",
+    "report_missing_layer",
+    "validate",
+]
+
+logger = logging.getLogger("liveops")
 
 RUNNER_ALIASES = {
     "eager": "liveops.runners.eager.EagerRunner",
@@ -81,6 +93,37 @@ class Problem:
     id: str
     msg: str
     hint: str
+
+    def __str__(self) -> str:
+        return f"({self.id}) {self.msg} HINT: {self.hint}"
+
+
+def missing_layer_problem(alias: str) -> Problem:
+    """Return the problem of a ``CHANNEL_LAYERS`` without the layer ``alias`` (liveops.E009)."""
+    return Problem(
+        "liveops.E009",
+        f"CHANNEL_LAYERS has no layer {alias!r}, so live updates cannot be sent.",
+        "Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+        "'channels.layers.InMemoryChannelLayer'}} for one process, or "
+        "channels_redis for several (see docs/settings.md).",
+    )
+
+
+_reported_layers: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def report_missing_layer(alias: str) -> None:
+    """Log ``missing_layer_problem(alias)`` at ERROR, once per process and configuration.
+
+    For servers and workers, where no system check runs: the socket or the send that
+    finds no layer says why, in the same words as ``manage.py check``.
+    """
+    with _reported_lock:
+        if alias in _reported_layers:
+            return
+        _reported_layers.add(alias)
+    logger.error("%s", missing_layer_problem(alias))
 
 
 def _is_number(value: object) -> bool:
@@ -216,7 +259,7 @@ def get_settings() -> LiveOpsSettings:
     raw = _raw_settings()
     problems = validate(raw)
     if problems:
-        details = "\n".join(f"({p.id}) {p.msg} HINT: {p.hint}" for p in problems)
+        details = "\n".join(map(str, problems))
         raise ImproperlyConfigured(f"Invalid LIVEOPS setting:\n{details}")
     assert isinstance(raw, dict)
     merged = {**DEFAULTS, **raw}
@@ -238,6 +281,8 @@ def get_settings() -> LiveOpsSettings:
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting in {"LIVEOPS", "CHANNEL_LAYERS"}:
         get_settings.cache_clear()
+        with _reported_lock:
+            _reported_layers.clear()
 
 
 setting_changed.connect(_reset_on_change, dispatch_uid="liveops.conf.reset")

@@ -17,10 +17,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import ImproperlyConfigured
 
 from liveops import grants
-from liveops.conf import get_settings
+from liveops.conf import get_settings, report_missing_layer
 from liveops.fanout import Viewer, get_hub
 from liveops.fragments import frame, render_regions
 from liveops.lists import list_group_for, page_rows, render_row
@@ -47,6 +46,8 @@ class CloseCode:
     LOGIN_REQUIRED = 4401
     FORBIDDEN = 4403
     NOT_FOUND = 4404
+    #: The server is not set up for live updates (no channel layer); its log says why.
+    NOT_CONFIGURED = 4500
 
 
 #: The standard "internal error" code: not final, the page reconnects.
@@ -109,9 +110,12 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         settings = get_settings()
         layer = get_channel_layer(settings.CHANNEL_LAYER)
         if layer is None:
-            raise ImproperlyConfigured(
-                f"LIVEOPS['CHANNEL_LAYER'] names no layer: {settings.CHANNEL_LAYER!r}"
-            )
+            # Accept, then close with a code the page explains: a failed handshake would
+            # have it reconnect forever, with nothing in the page or the log to say why.
+            report_missing_layer(settings.CHANNEL_LAYER)
+            await self.accept()
+            await self.close(code=CloseCode.NOT_CONFIGURED)
+            return
         self._hub = get_hub(layer, settings.CHANNEL_LAYER)
         await self.accept()
         requests, list_requests = self._parse_requests(), self._parse_lists()

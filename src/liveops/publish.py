@@ -22,7 +22,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
-from liveops.conf import get_settings
+from liveops.conf import get_settings, report_missing_layer
 from liveops.fragments import render_update
 from liveops.models import LiveOperation
 from liveops.state import LiveState
@@ -91,8 +91,10 @@ class Publisher:
 
     async def send(self, group: str, message: dict[str, Any]) -> None:
         """Send ``message`` to ``group`` on the configured layer; never raise."""
-        layer = get_channel_layer(get_settings().CHANNEL_LAYER)
+        alias = get_settings().CHANNEL_LAYER
+        layer = get_channel_layer(alias)
         if layer is None:
+            report_missing_layer(alias)  # once: no viewer can be reached without a layer
             return
         try:
             await asyncio.wait_for(self._group_send(layer, group, message), SEND_TIMEOUT)

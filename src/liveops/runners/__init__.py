@@ -6,21 +6,54 @@ import functools
 import logging
 from uuid import UUID
 
+from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from liveops.conf import get_settings
+from liveops.conf import RUNNER_ALIASES, get_settings
 
-__all__ = ["NOT_QUEUED_MESSAGE", "Runner", "dispatch", "get_runner"]
+__all__ = [
+    "NOT_QUEUED_MESSAGE",
+    "NOT_SET_UP_MESSAGE",
+    "Runner",
+    "RunnerUnavailable",
+    "dispatch",
+    "get_runner",
+    "load_runner_class",
+]
 
 logger = logging.getLogger("liveops")
 
+#: The end of an operation whose queue failed for a while (a broker down): retrying helps.
 NOT_QUEUED_MESSAGE = "This operation could not be queued; please try again later."
+#: The end of an operation the server is not set up to run: retrying does not help.
+NOT_SET_UP_MESSAGE = (
+    "This operation could not be queued because the server is not set up to run it. "
+    "The server log says why."
+)
+
+
+class RunnerUnavailable(ImproperlyConfigured):
+    """The configured runner cannot be loaded: ``problem`` says what is missing, ``fix`` how."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} {fix}")
+        self.problem = problem
+        self.fix = fix
 
 
 class Runner:
     """Base class of runners: ``enqueue()`` starts ``liveops.execution.execute(label, pk)``."""
+
+    #: Exceptions of ``enqueue()`` that mean the set-up is wrong, not that the queue is
+    #: down for a while: the operation then ends without "please try again later".
+    configuration_errors: tuple[type[BaseException], ...] = ()
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """Return what in the settings would make every ``enqueue()`` fail (system checks)."""
+        return []
 
     def enqueue(self, label: str, pk: UUID | str) -> None:
         """Start running operation ``pk`` of type ``label`` (called after commit)."""
@@ -33,31 +66,59 @@ def dispatch(label: str, pk: UUID | str) -> None:
     Called after the creating transaction committed, so raising would leave an
     operation that no worker will ever run, shown as "waiting to start" forever.
     """
+    runner: Runner | None = None
     try:
-        get_runner().enqueue(label, pk)
+        runner = get_runner()
+        runner.enqueue(label, pk)
     except Exception as exc:
-        logger.exception("liveops: could not queue %s %s", label, pk)
         from liveops.liveness import end_unqueued
 
-        end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
+        if _is_configuration_error(exc, runner):
+            logger.error(
+                "liveops: could not queue %s %s, because the server is not set up to run "
+                "it: %s Run `python manage.py check` for the setting to change.",
+                label,
+                pk,
+                exc,
+                exc_info=exc,
+            )
+            end_unqueued(label, pk, f"{NOT_SET_UP_MESSAGE} ({type(exc).__name__})")
+        else:
+            logger.exception("liveops: could not queue %s %s", label, pk)
+            end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
+
+
+def _is_configuration_error(exc: Exception, runner: Runner | None) -> bool:
+    if isinstance(exc, ImproperlyConfigured | ImportError):
+        return True
+    return runner is not None and isinstance(exc, runner.configuration_errors)
+
+
+def load_runner_class() -> type[Runner]:
+    """Import the configured runner class; raise ``RunnerUnavailable`` saying why it cannot."""
+    path = get_settings().runner_path
+    try:
+        runner_class = import_string(path)
+    except ImportError as exc:
+        raise RunnerUnavailable(
+            f"LIVEOPS['RUNNER'] is {path!r}, which cannot be imported: {exc}.",
+            f"Use one of {', '.join(map(repr, RUNNER_ALIASES))}, or the dotted path "
+            "(module.ClassName) of a liveops.runners.Runner subclass, and install the "
+            "package it comes from.",
+        ) from exc
+    if not (isinstance(runner_class, type) and issubclass(runner_class, Runner)):
+        raise RunnerUnavailable(
+            f"LIVEOPS['RUNNER'] is {path!r}, which is not a liveops.runners.Runner subclass.",
+            "Point it at a class that subclasses liveops.runners.Runner, or use one of "
+            f"{', '.join(map(repr, RUNNER_ALIASES))}.",
+        )
+    return runner_class
 
 
 @functools.cache
 def get_runner() -> Runner:
     """Return the configured runner (one instance per process)."""
-    path = get_settings().runner_path
-    try:
-        runner_class = import_string(path)
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"LIVEOPS['RUNNER'] is {path!r}, which cannot be imported: {exc}. "
-            "Use 'eager', 'thread', or the dotted path of a Runner subclass."
-        ) from exc
-    if not (isinstance(runner_class, type) and issubclass(runner_class, Runner)):
-        raise ImproperlyConfigured(
-            f"LIVEOPS['RUNNER'] is {path!r}, which is not a liveops.runners.Runner subclass."
-        )
-    return runner_class()
+    return load_runner_class()()
 
 
 def _reset_on_change(*, setting: str, **kwargs: object) -> None:

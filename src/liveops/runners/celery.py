@@ -10,19 +10,22 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.checks import CheckMessage
+from django.core.checks import Warning as CheckWarning
+
+from liveops.runners import Runner, RunnerUnavailable
 
 try:
     from celery import current_app, shared_task  # type: ignore[import-untyped]
+    from celery.exceptions import NotRegistered  # type: ignore[import-untyped]
 except ImportError as exc:
-    raise ImproperlyConfigured(
-        "LIVEOPS['RUNNER'] is 'celery', but Celery is not installed: "
-        f"pip install django-liveops[celery] ({exc})."
+    raise RunnerUnavailable(
+        f"LIVEOPS['RUNNER'] is 'celery', but Celery cannot be imported ({exc}).",
+        'Install it: pip install "django-liveops[celery]".',
     ) from exc
 
 from liveops.conf import get_settings
 from liveops.execution import execute
-from liveops.runners import Runner
 
 __all__ = ["TASK_NAME", "CeleryRunner", "run_operation"]
 
@@ -46,6 +49,17 @@ def run_operation(label: str, pk: str) -> None:
 class CeleryRunner(Runner):
     """Send each operation to a Celery worker, with ``LIVEOPS['CELERY_TASK_OPTIONS']``."""
 
+    configuration_errors = (NotRegistered,)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """Warn when this process has no Celery app of its own (see ``_check_app``)."""
+        try:
+            _check_app()
+        except RunnerUnavailable as exc:
+            return [CheckWarning(exc.problem, hint=exc.fix, id="liveops.W004")]
+        return []
+
     def enqueue(self, label: str, pk: UUID | str) -> None:
         """Send the task ``liveops.run_operation(label, pk)`` to the broker."""
         _check_app()
@@ -57,9 +71,9 @@ def _check_app() -> None:
     # broker: the message would go where no worker of this project listens.
     app: Any = current_app._get_current_object()
     if app.main == "default" and not app.fixups:
-        raise ImproperlyConfigured(
+        raise RunnerUnavailable(
             "LIVEOPS['RUNNER'] is 'celery', but this process has no Celery app: Celery "
-            "would send the operation to its fallback broker (amqp://localhost). Import "
-            "your app in your project package's __init__.py "
-            "('from .celery import app as celery_app'), as Celery's Django guide shows."
+            "would send the operation to its fallback broker (amqp://localhost).",
+            "Import your app in your project package's __init__.py "
+            "('from .celery import app as celery_app'), as Celery's Django guide shows.",
         )

@@ -27,6 +27,7 @@ from django.core.management.base import (
 )
 from django.db import connections, models
 from django.utils import timezone
+from django.utils.formats import number_format
 
 from liveops.control import request_cancel
 from liveops.execution import Run, execute, sigterm_as_exit
@@ -442,8 +443,11 @@ def _progress_text(view: StateView) -> str:
     label = f"{view.track_label}: " if view.track_label else ""
     # The unit as the page words it: "3/40 rows", "1 file", translated "items".
     if view.total is not None:
-        total = count_text(view.total, view.track_unit)
-        return f"{label}{view.done}/{total} ({view.percent or 0:.0f}%)"
+        done, total = (
+            number_format(view.done, force_grouping=True),
+            count_text(view.total, view.track_unit),
+        )
+        return f"{label}{done}/{total} ({view.percent or 0:.0f}%)"
     if view.percent is None:
         return f"{label}{count_text(view.done, view.track_unit)}"
     return f"{view.percent:.0f}%"

@@ -23,14 +23,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.browser.pages import wait_until
 from tests.chromium import launch_chromium
 from tests.conftest import REQUIRE_SERVICES
 
 try:
     from playwright.sync_api import (
         Browser,
+        ConsoleMessage,
         Locator,
         Page,
+        Route,
         WebSocketRoute,
         expect,
     )
@@ -627,16 +630,36 @@ def snapshot(ws: WebSocketRoute, n: int, *, terminal: bool = False) -> None:
     ws.send(json.dumps({"liveop_html": html, "unknown_key": True}))
 
 
-def serve(page: Page, *bodies: str, random: float | None = None, paused: bool = True) -> None:
-    """Load the page from a routed origin (so location.host is real) and run liveops.js."""
+def serve(
+    page: Page,
+    *bodies: str,
+    random: float | None = None,
+    paused: bool = True,
+    http_answers: bool = False,
+) -> list[str]:
+    """Load the page from a routed origin (so location.host is real) and run liveops.js.
+
+    Routed sockets that the handler closes never open, as to a server that is down; so
+    the origin answers the client's HEAD probes only with ``http_answers`` (a server that
+    is up and refuses WebSockets), and otherwise fails them as a down server does.
+    Return the list of the probes' URLs, which grows as they come.
+    """
     if random is not None:
         page.add_init_script(f"Math.random = () => {random};")
     if paused:
         page.clock.install(time=T0)
         page.clock.pause_at(T0 + dt.timedelta(seconds=1))
-    page.route(
-        f"{ORIGIN}/", lambda route: route.fulfill(content_type="text/html", body=document(*bodies))
-    )
+
+    def origin(route: Route) -> None:
+        if route.request.method == "HEAD":
+            probes.append(route.request.url)
+            if not http_answers:
+                route.abort("connectionrefused")
+                return
+        route.fulfill(content_type="text/html", body=document(*bodies))
+
+    probes: list[str] = []
+    page.route(f"{ORIGIN}/", origin)
     page.goto(f"{ORIGIN}/")
     # Every attempt passes through "connecting"; the list lets tests count attempts.
     page.evaluate(
@@ -648,6 +671,7 @@ def serve(page: Page, *bodies: str, random: float | None = None, paused: bool = 
         }"""
     )
     page.add_script_tag(path=LIVEOPS_JS)
+    return probes
 
 
 def connection(page: Page, pk: str = PK) -> Locator:
@@ -840,3 +864,170 @@ def test_connect_rescans_after_containers_are_added_or_removed(page: Page) -> No
         [f"liveop-{PK}", f"liveop-{PK_B}"],
     )
     assert page.evaluate("liveops.sockets.size") == 0
+
+
+# ---- a server that does not take WebSockets, or has no channel layer ----------------------
+
+NOWS = (
+    "This server does not accept WebSockets: serve the site with an ASGI server (uvicorn or "
+    "daphne); see “Reconnecting… forever” in django-liveops' troubleshooting guide."
+)
+NOT_SET_UP = "Live updates are not set up on this server; its log says how to fix it."
+CAP = 15_000
+
+
+def attempts(page: Page) -> int:
+    return states(page).count("connecting")
+
+
+def wait_for_drop(page: Page, attempt: int) -> None:
+    """Wait until the page's `attempt`-th connection has come and gone."""
+    page.wait_for_function(
+        f"""() => window.states.filter(s => s === "connecting").length === {attempt}
+                  && window.states[window.states.length - 1] === "closed" """
+    )
+
+
+def console_errors(page: Page) -> list[str]:
+    """Return the list of what liveops.js will console.error (not the browser's own lines)."""
+    errors: list[str] = []
+
+    def record(message: ConsoleMessage) -> None:
+        if message.type == "error" and message.text.startswith("liveops:"):
+            errors.append(message.text)
+
+    page.on("console", record)
+    return errors
+
+
+def retry_after(page: Page, delay: int, attempt: int) -> None:
+    """Move the clock to just short of ``delay`` (no new attempt yet), then past it."""
+    page.clock.run_for(math.floor(delay * RANDOM) - 10)
+    assert attempts(page) == attempt, "reconnected before the backoff delay"
+    page.clock.run_for(11)
+    page.wait_for_function(
+        f"() => window.states.filter(s => s === 'connecting').length > {attempt}"
+    )
+
+
+def test_handshakes_that_never_open_on_a_server_that_answers_say_it_takes_no_websockets(
+    page: Page,
+) -> None:
+    # Closed by the handler, a routed socket never opens: a WSGI server's 404, say.
+    fixed = False
+
+    def accept(ws: WebSocketRoute, n: int) -> None:
+        if fixed:
+            snapshot(ws, n)
+        else:
+            ws.close(code=1006)
+
+    errors = console_errors(page)
+    FakeServer(page, accept)
+    probes = serve(
+        page, container(ws="/ws/liveops/", texts=GERMAN), random=RANDOM, http_answers=True
+    )
+    for attempt, ceiling in enumerate((500, 1000), start=1):
+        wait_for_drop(page, attempt)
+        expect(connection(page)).to_have_text(LOST)  # two failures may be a restart
+        page.clock.run_for(ceiling)
+    wait_for_drop(page, 3)
+    expect(connection(page)).to_have_text(NOWS)  # not in GERMAN: the English text
+    assert probes == [f"{ORIGIN}/"]  # one HEAD of the page itself, after the third
+    assert len(errors) == 1
+    assert "ws://liveops.test/ws/liveops/ never opened" in errors[0]
+    assert "ASGI server" in errors[0]
+    assert "op=" not in errors[0]  # the socket's address, without its grants
+
+    # It keeps trying, at the cap, and keeps saying why (also while connecting).
+    retry_after(page, 2000, 3)
+    expect(connection(page)).to_have_text(NOWS)
+    wait_for_drop(page, 4)
+    retry_after(page, CAP, 4)
+    wait_for_drop(page, 5)
+    expect(connection(page)).to_have_text(NOWS)
+    assert len(errors) == 1, "said once, not at every attempt"
+    assert len(probes) == 3
+
+    fixed = True  # the server was fixed and restarted: the page picks it up by itself
+    page.clock.run_for(CAP)
+    expect(connection(page)).to_have_text("Live verbunden")
+    expect(page.locator(f"#{rid('status')}")).to_have_text("snapshot 6")
+
+
+def test_a_server_that_is_down_is_not_taken_for_one_without_websockets(page: Page) -> None:
+    errors = console_errors(page)
+    FakeServer(page, lambda ws, n: ws.close(code=1006))
+    probes = serve(page, container(ws="/ws/liveops/"), random=RANDOM)  # HEAD fails too
+    for attempt, ceiling in enumerate((500, 1000, 2000, 4000), start=1):
+        wait_for_drop(page, attempt)
+        page.clock.run_for(ceiling)
+    wait_for_drop(page, 5)
+    # It asked after the third, fourth and fifth; the first two answers came back long
+    # before this drop, and the countdown goes on.
+    wait_until(page, lambda: len(probes) == 3, "three probes")
+    expect(connection(page)).to_have_text("Reconnecting in 8 s…")
+    assert errors == []
+
+
+def test_the_notice_goes_back_to_the_countdown_when_the_server_goes_down(page: Page) -> None:
+    FakeServer(page, lambda ws, n: ws.close(code=1006))
+    probes = serve(page, container(ws="/ws/liveops/"), random=RANDOM, http_answers=True)
+    for attempt, ceiling in enumerate((500, 1000), start=1):
+        wait_for_drop(page, attempt)
+        page.clock.run_for(ceiling)
+    wait_for_drop(page, 3)
+    expect(connection(page)).to_have_text(NOWS)
+    page.route(f"{ORIGIN}/", lambda route: route.abort("connectionrefused"))  # now down
+    page.clock.run_for(2000)
+    wait_for_drop(page, 4)
+    expect(connection(page)).to_have_text(re.compile(r"^Reconnecting in \d+ s…$"))
+    assert len(probes) == 1  # the later probe went to the route that fails
+
+
+def test_close_code_4500_is_explained_and_retried_at_the_cap(page: Page) -> None:
+    fixed = False
+
+    def accept(ws: WebSocketRoute, n: int) -> None:
+        if fixed:
+            snapshot(ws, n)
+        else:
+            ws.close(code=4500, reason="no channel layer")
+
+    server = FakeServer(page, accept)
+    probes = serve(page, container(ws="/ws/liveops/"), random=RANDOM, http_answers=True)
+    wait_for_drop(page, 1)
+    expect(connection(page)).to_have_text(NOT_SET_UP)
+    expect(page.locator(f"#liveop-{PK}")).to_have_attribute("data-liveop-connection", "closed")
+    # Not final, unlike 44xx; and no hurry: the first retry already waits at the cap.
+    retry_after(page, CAP, 1)
+    expect(connection(page)).to_have_text(NOT_SET_UP)  # still said while connecting
+    wait_for_drop(page, 2)
+    retry_after(page, CAP, 2)
+    wait_for_drop(page, 3)
+    expect(connection(page)).to_have_text(NOT_SET_UP)
+    assert probes == []  # the server answered the socket: nothing to ask
+
+    fixed = True
+    page.clock.run_for(CAP)
+    expect(connection(page)).to_have_text("Live")
+    expect(page.locator(f"#{rid('status')}")).to_have_text("snapshot 4")
+    assert len(server.urls) == 4
+
+
+def test_the_client_removes_the_script_missing_notices_when_it_starts(page: Page) -> None:
+    notice = '<p class="liveops-dev-notice" data-liveop-script-missing>liveops.js has not run</p>'
+    page.set_content(document(container().replace("</section>", notice + "</section>"), notice))
+    assert page.locator("[data-liveop-script-missing]").count() == 2
+    page.add_script_tag(path=LIVEOPS_JS)
+    expect(page.locator("[data-liveop-script-missing]")).to_have_count(0)
+    # A container inserted later (a chained operation's) brings its own: connect() removes it.
+    page.evaluate(
+        "html => { document.body.insertAdjacentHTML('beforeend', html); liveops.connect(); }",
+        container(pk=PK_B, token=TOKEN_B).replace("</section>", notice + "</section>"),
+    )
+    expect(page.locator("[data-liveop-script-missing]")).to_have_count(0)
+    other = '<p class="liveops-dev-notice" data-liveop-dev-notice>served over WSGI</p>'
+    page.evaluate("html => document.body.insertAdjacentHTML('beforeend', html)", other)
+    page.evaluate("liveops.connect()")
+    expect(page.locator("[data-liveop-dev-notice]")).to_have_count(1)  # the server's: kept

@@ -26,7 +26,17 @@ except ImportError:  # pragma: no cover - depends on the machine
         raise
     pytest.skip("playwright is not installed: pip install playwright", allow_module_level=True)
 
-from tests.test_client_js import LIVEOPS_JS, FakeServer, container, document, serve
+from tests.test_client_js import (
+    LIVEOPS_JS,
+    NOT_SET_UP,
+    NOWS,
+    ORIGIN,
+    FakeServer,
+    container,
+    document,
+    serve,
+    wait_for_drop,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -325,3 +335,33 @@ def test_a_44xx_close_is_final_for_a_list(page: Page) -> None:
     )
     page.clock.run_for(60_000)
     assert len(server.urls) == 1
+
+
+def test_a_list_says_when_the_server_takes_no_websockets_and_when_it_has_no_layer(
+    page: Page,
+) -> None:
+    # Three handshakes that never open (1006) while the page's URL answers, then a 4500.
+    def accept(ws: WebSocketRoute, n: int) -> None:
+        ws.close(code=1006 if n <= 3 else 4500)
+
+    server = FakeServer(page, accept)
+    probes = serve(page, table(ws="/ws/liveops/"), random=0.9999, http_answers=True)
+    status = page.locator(f"#{STATUS}")
+    for attempt, ceiling in enumerate((500, 1_000), start=1):
+        wait_for_drop(page, attempt)
+        page.clock.run_for(ceiling)
+    wait_for_drop(page, 3)
+    expect(status).to_have_text(NOWS)  # TEXTS has none: the client's English
+    assert probes == [f"{ORIGIN}/"]
+    page.clock.run_for(2_000)
+    wait_for_drop(page, 4)
+    expect(status).to_have_text(NOT_SET_UP)
+    page.clock.run_for(15_000)
+    page.wait_for_function("() => liveops.sockets.size === 0")
+    assert len(server.urls) == 5  # not final for a list either
+
+
+def test_the_client_removes_a_list_s_script_missing_notice(page: Page) -> None:
+    notice = '<p class="liveops-dev-notice" data-liveop-script-missing>liveops.js has not run</p>'
+    load(page, notice + table())
+    expect(page.locator("[data-liveop-script-missing]")).to_have_count(0)

@@ -218,3 +218,84 @@ def test_liveops_scripts_uses_the_nonce_of_djangos_own_csp(settings):
     assert None not in nonces
     assert len(nonces) == 1
     assert f"'nonce-{nonces.pop()}'" in response["Content-Security-Policy"]
+
+
+# --- the developer's notices (DEBUG) and the WSGI warning ----------------------------------
+
+
+def notices_of(html: str) -> dict[str, str]:
+    """Return the developer's notices in ``html`` by their marker attribute."""
+    found = {}
+    for fragment in lxml.html.fragments_fromstring(html):
+        for el in fragment.xpath("descendant-or-self::*[@class='liveops-dev-notice']"):
+            (marker,) = [a for a in el.attrib if a.startswith("data-liveop-")]
+            found[marker] = el.text_content()
+    return found
+
+
+@pytest.fixture
+def wsgi_warned(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The once-per-process flag of the WSGI warning, not set yet."""
+    import threading
+
+    from liveops.templatetags import liveops as tags
+
+    flag = threading.Event()
+    monkeypatch.setattr(tags, "_wsgi_warned", flag)
+    return flag
+
+
+@pytest.mark.django_db
+def test_in_debug_a_container_says_when_its_script_has_not_run_and_when_served_over_wsgi(
+    settings: Any, wsgi_warned: Any
+) -> None:
+    settings.DEBUG = True
+    html = render("{% live_operation op %}", a_request(), op=Scripted())
+    notices = notices_of(html)
+    assert sorted(notices) == ["data-liveop-dev-notice", "data-liveop-script-missing"]
+    assert "{% load liveops %}{% liveops_scripts %}" in notices["data-liveop-script-missing"]
+    assert "served over WSGI" in notices["data-liveop-dev-notice"]
+    assert "uvicorn yourproject.asgi:application" in notices["data-liveop-dev-notice"]
+    (container,) = lxml.html.fragments_fromstring(html)
+    assert {el.get("lang") for el in container.xpath(".//p[@class='liveops-dev-notice']")} == {
+        "en"  # English inside a container that may be in another language
+    }
+
+
+@pytest.mark.django_db
+def test_in_debug_an_asgi_page_gets_only_the_script_notice(settings: Any) -> None:
+    from django.test import AsyncRequestFactory
+
+    settings.DEBUG = True
+    request = AsyncRequestFactory().get("/somewhere/")
+    request.user = AnonymousUser()
+    html = render("{% live_operation op %}", request, op=Scripted())
+    assert list(notices_of(html)) == ["data-liveop-script-missing"]
+
+
+@pytest.mark.django_db
+def test_without_debug_there_is_no_notice_but_wsgi_is_logged_once_per_process(
+    caplog: pytest.LogCaptureFixture, wsgi_warned: Any
+) -> None:
+    assert not django_settings.DEBUG
+    for _ in range(3):
+        html = render("{% live_operation op %}", a_request(), op=Scripted())
+        assert notices_of(html) == {}
+    warnings = [r for r in caplog.records if r.name == "liveops" and "over WSGI" in r.message]
+    assert len(warnings) == 1
+    assert warnings[0].levelname == "WARNING"
+    assert "/somewhere/" in warnings[0].message
+    assert "/ws/liveops/" in warnings[0].message
+
+
+@pytest.mark.django_db
+def test_in_debug_a_live_list_has_the_notices_before_its_table(
+    settings: Any, user: Any, wsgi_warned: Any
+) -> None:
+    from django.core.paginator import Paginator
+
+    settings.DEBUG = True
+    page = Paginator(Scripted.objects.order_by("-created_on"), 10).page(1)
+    html = render("{% live_operation_list page %}", a_request(user), page=page)
+    assert sorted(notices_of(html)) == ["data-liveop-dev-notice", "data-liveop-script-missing"]
+    assert html.index("liveops-dev-notice") < html.index("<table")

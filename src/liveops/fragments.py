@@ -156,12 +156,15 @@ def render_container(
     cancel_url: str = "",
     retry_url: str = "",
     csrf_token: str = "",
+    script_notice: bool = False,
+    wsgi_notice: bool = False,
 ) -> str:
     """Render the whole live container, each region already holding the current state.
 
     With ``cancel_url`` and ``retry_url`` (and the page's ``csrf_token``) it holds the
     cancel and retry forms, which work without JavaScript; the stylesheet shows the
-    one that applies to the state the page shows.
+    one that applies to the state the page shows. ``script_notice`` and ``wsgi_notice``
+    add the developer's notices of liveops/_dev_notices.html (the tag sets them in DEBUG).
     """
     with translation.override(op.get_language()):
         parts = render_parts(op, view, staff=staff, log_max=log_max)
@@ -178,6 +181,8 @@ def render_container(
                 "cancel_url": cancel_url,
                 "retry_url": retry_url,
                 "csrf_token": csrf_token,
+                "script_notice": script_notice,
+                "wsgi_notice": wsgi_notice,
                 "regions": regions,
                 "client_texts": json.dumps(client_texts(), ensure_ascii=False),
             },
@@ -199,6 +204,13 @@ def client_texts() -> dict[str, str]:
         "4401": _("Please log in again to watch this operation."),
         "4403": _("You are not allowed to watch this operation."),
         "4404": _("This operation no longer exists."),
+        "4500": _("Live updates are not set up on this server; its log says how to fix it."),
+        # After handshakes that never opened while the page's own URL still answers.
+        "nows": _(
+            "This server does not accept WebSockets: serve the site with an ASGI server "
+            "(uvicorn or daphne); see “Reconnecting… forever” in django-liveops' "
+            "troubleshooting guide."
+        ),
         "refused": _("The server refused the live connection."),
         "unwatchable": _("This operation cannot be watched."),
         "nosocket": _("Cannot open a live connection for this page."),

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIRequest
 from django.core.paginator import Page
 from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import get_token
@@ -29,6 +33,8 @@ from liveops.routing import WEBSOCKET_PATH
 
 register = template.Library()
 
+logger = logging.getLogger("liveops")
+
 _VENDOR_DIR = Path(__file__).resolve().parent.parent / "static" / "liveops" / "vendor"
 
 
@@ -46,6 +52,7 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         raise TypeError(f"{{% live_operation %}} takes a LiveOperation, not {op!r}.")
     request = context.get("request")
     user = getattr(request, "user", None)
+    notices = _dev_notices(request)
     html = render_container(
         op,
         op.to_view(),
@@ -53,6 +60,8 @@ def live_operation(context: template.Context, op: LiveOperation) -> SafeString:
         ws_path=get_script_prefix() + WEBSOCKET_PATH,
         log_max=get_settings().LOG_TAIL,
         grant=_grant(request, op),
+        script_notice=notices.get("script_notice", False),
+        wsgi_notice=notices.get("wsgi_notice", False),
         **_action_forms(request, op),
     )
     return mark_safe(html)  # safe: rendered by templates with autoescape
@@ -90,6 +99,9 @@ def live_operation_list(
             "next_url": _page_url(request, page, +1),
         },
     )
+    notices = _dev_notices(request)
+    if notices:  # before the table, where its caption would be read first
+        html = render_to_string("liveops/_dev_notices.html", notices) + html
     return mark_safe(html)  # safe: rendered by templates with autoescape
 
 
@@ -135,6 +147,33 @@ def _action_forms(request: HttpRequest | None, op: LiveOperation) -> dict[str, s
     if forms:
         forms["csrf_token"] = get_token(request)
     return forms
+
+
+_wsgi_warned = threading.Event()
+
+
+def _dev_notices(request: HttpRequest | None) -> dict[str, bool]:
+    """The developer's notices a container or list shows in DEBUG (liveops/_dev_notices.html).
+
+    A page served over WSGI also logs a warning, once per process and whatever DEBUG says:
+    its WebSocket has nowhere to go unless a proxy sends it to an ASGI server.
+    """
+    wsgi = isinstance(request, WSGIRequest)
+    if isinstance(request, WSGIRequest) and not _wsgi_warned.is_set():
+        _wsgi_warned.set()  # two threads at once may both log it: harmless, and no lock
+        logger.warning(
+            "A live page (%s) was served over WSGI (manage.py runserver without daphne, or "
+            "gunicorn/uwsgi), which cannot carry its WebSocket: unless a proxy sends %s to an "
+            "ASGI server, live pages keep reconnecting. Serve the site with an ASGI server: "
+            'uvicorn yourproject.asgi:application, or put "daphne" first in INSTALLED_APPS '
+            "so that runserver serves ASGI.",
+            request.path,
+            get_script_prefix() + WEBSOCKET_PATH,
+        )
+    if not settings.DEBUG:
+        return {}
+    # The script removes the first notice when it starts; the second is for the server.
+    return {"script_notice": True, "wsgi_notice": wsgi}
 
 
 def _grant(request: HttpRequest | None, op: LiveOperation) -> str:

@@ -32,6 +32,9 @@
   var BACKOFF_FACTOR = 2;
   var BACKOFF_CAP_MS = 15000;
   var STABLE_MS = 10000; // a connection up this long resets the backoff
+  var NEVER_OPENED_LIMIT = 3; // handshakes in a row that never opened, then ask why
+  var SETTLE_MS = 500; // after a 4500, "Live" once a socket stayed up this long (or spoke)
+  var NOT_CONFIGURED = 4500; // the server has no channel layer (its log says so)
   var MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
   var MAX_LISTS_PER_SOCKET = 5; // ... and more lists,
   var MAX_ROWS_PER_LIST = 100; // ... or longer list pages
@@ -46,6 +49,10 @@
     4401: "Please log in again to watch this operation.",
     4403: "You are not allowed to watch this operation.",
     4404: "This operation no longer exists.",
+    4500: "Live updates are not set up on this server; its log says how to fix it.",
+    nows: "This server does not accept WebSockets: serve the site with an ASGI server " +
+      "(uvicorn or daphne); see “Reconnecting… forever” in django-liveops' " +
+      "troubleshooting guide.",
     refused: "The server refused the live connection.",
     unwatchable: "This operation cannot be watched.",
     nosocket: "Cannot open a live connection for this page."
@@ -555,6 +562,7 @@
   function stop(conn, state, message) {
     conn.stopped = true;
     clearTimeout(conn.timer);
+    clearTimeout(conn.liveTimer);
     if (conn.ws) {
       var ws = conn.ws;
       conn.ws = null; // detach first so its close event is not taken for a drop
@@ -570,7 +578,9 @@
     conn.tokens = activeTokens(conn.path, conn.tokens); // never ask again for a rejected op
     conn.lists = activeLists(conn.path, conn.lists); // nor for a rejected list
     if (conn.tokens.length === 0 && conn.lists.length === 0) return stop(conn, null);
-    eachContainer(conn, function (c) { showConnection(c, "connecting", { key: "connecting" }); });
+    // A known problem stays in words while the page tries again; only the state changes.
+    var connecting = conn.problem || { key: "connecting" };
+    eachContainer(conn, function (c) { showConnection(c, "connecting", connecting); });
     var ws;
     try {
       ws = new WebSocket(socketUrl(conn.path, conn.tokens, conn.lists));
@@ -581,13 +591,23 @@
     }
     conn.ws = ws;
     conn.openedAt = 0;
+    conn.live = false;
     ws.onopen = function () {
       if (conn.ws !== ws) return;
       conn.openedAt = Date.now();
-      eachContainer(conn, function (c) { showConnection(c, "open", { key: "live" }); });
+      conn.failures = 0;
+      // A server without a channel layer accepts, then closes with 4500 at once: after
+      // one, say "Live" when the socket speaks or stays up, not for a flash each retry.
+      if (conn.problem && conn.problem.key === String(NOT_CONFIGURED)) {
+        conn.liveTimer = setTimeout(function () { markLive(conn, ws); }, SETTLE_MS);
+      } else {
+        markLive(conn, ws);
+      }
     };
     ws.onmessage = function (event) {
-      if (conn.ws === ws && typeof event.data === "string") applyFrame(event.data);
+      if (conn.ws !== ws) return;
+      markLive(conn, ws);
+      if (typeof event.data === "string") applyFrame(event.data);
     };
     // An error is always followed by close, so close alone decides what happens next.
     ws.onclose = function (event) {
@@ -595,8 +615,20 @@
     };
   }
 
+  /** The socket is up: say so, and forget the problems of earlier attempts. */
+  function markLive(conn, ws) {
+    if (conn.ws !== ws || conn.live) return;
+    clearTimeout(conn.liveTimer);
+    conn.live = true;
+    conn.problem = null;
+    conn.reported = false;
+    eachContainer(conn, function (c) { showConnection(c, "open", { key: "live" }); });
+  }
+
   function dropped(conn, event) {
     conn.ws = null;
+    conn.live = false;
+    clearTimeout(conn.liveTimer);
     if (event.code >= 4400 && event.code <= 4499) {
       stop(conn, "rejected", refusal(event.code, event.reason, "refused"));
       return;
@@ -605,15 +637,75 @@
       stop(conn, "closed", ""); // nothing more can change
       return;
     }
+    // Only a failed handshake closes with 1006 before opening: any other code came from
+    // a server that speaks WebSocket (a 4500 may even arrive before "open" is seen).
+    var opened = conn.openedAt > 0 || event.code !== 1006;
+    conn.failures = opened ? 0 : conn.failures + 1;
+    // 4500 (no channel layer) is not final, unlike the 44xx refusals: those answer this
+    // page's request and would answer it the same way again, while this is the server's
+    // set-up, fixed by a setting and a restart that a retry picks up without a reload.
+    // The server logs the fix once per process, so retrying adds nothing to its log.
+    if (event.code === NOT_CONFIGURED) conn.problem = { key: String(NOT_CONFIGURED) };
+    else if (opened || (conn.problem && conn.problem.key !== "nows")) conn.problem = null;
     if (conn.openedAt && Date.now() - conn.openedAt >= STABLE_MS) conn.attempt = 0;
-    // Full jitter spreads reconnects after a server restart instead of a stampede.
-    var ceiling = BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt);
+    // Full jitter spreads reconnects after a server restart instead of a stampede. A
+    // server that is not set up for live updates will not be fixed in a second: the cap.
+    var ceiling = conn.problem ? BACKOFF_CAP_MS
+      : BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt);
     var delay = Math.random() * Math.min(BACKOFF_CAP_MS, ceiling);
     conn.attempt += 1;
-    var message = delay < 1000 ? { key: "retrying" }
+    conn.waiting = delay < 1000 ? { key: "retrying" }
       : { key: "reconnecting", seconds: Math.ceil(delay / 1000) };
+    var message = conn.problem || conn.waiting;
     eachContainer(conn, function (c) { showConnection(c, "closed", message); });
     conn.timer = setTimeout(function () { open(conn); }, delay);
+    if (conn.failures >= NEVER_OPENED_LIMIT) probe(conn);
+  }
+
+  /**
+   * Handshakes keep failing before the socket opens: ask the page's own server whether
+   * it answers HTTP (any status will do). If it does, it is up but does not take
+   * WebSockets there (WSGI, no "websocket" route, uvicorn without a WebSocket library, a
+   * proxy that drops Upgrade), which no retry will change: say so, and keep retrying at
+   * the cap so a fixed, restarted server is picked up. If it does not, it is just down.
+   */
+  function probe(conn) {
+    if (typeof window.fetch !== "function") return;
+    fetch(location.href, { method: "HEAD", cache: "no-store", credentials: "same-origin" })
+      .then(function () { return true; }, function () { return false; })
+      .then(function (answers) {
+        // Late: the page stopped watching, or a socket reached the server meanwhile.
+        if (conn.stopped || conn.openedAt || conn.failures < NEVER_OPENED_LIMIT) return;
+        var before = conn.problem;
+        var unsupported = before !== null && before.key === "nows";
+        if (answers) {
+          if (!unsupported) conn.problem = { key: "nows" };
+          if (!conn.reported) {
+            conn.reported = true;
+            console.error("liveops: " + conn.failures + " WebSockets to " + socketBase(conn) +
+              " never opened, while the page's server answers HTTP: it does not accept " +
+              "WebSockets there. Serve the site with an ASGI server (uvicorn " +
+              "yourproject.asgi:application, or \"daphne\" first in INSTALLED_APPS for " +
+              "runserver), route \"websocket\" to liveops.routing.websocket_urlpatterns in " +
+              "asgi.py, give uvicorn a WebSocket library (uvicorn[standard]), let a proxy " +
+              "pass the Upgrade and Connection headers, and keep the page's host in " +
+              "ALLOWED_HOSTS (the socket's Origin is checked). See “Reconnecting… forever” " +
+              "in django-liveops' docs/troubleshooting.md.");
+          }
+        } else if (unsupported) {
+          conn.problem = null; // a server that is down is not set up wrong
+          conn.reported = false;
+        }
+        if (conn.problem === before) return;
+        var message = conn.problem || (conn.ws ? { key: "connecting" } : conn.waiting);
+        var state = conn.ws ? "connecting" : "closed";
+        eachContainer(conn, function (c) { showConnection(c, state, message); });
+      });
+  }
+
+  /** The socket's address without its query (which holds the operations and grants). */
+  function socketBase(conn) {
+    return socketUrl(conn.path, [], []).replace(/[?&]$/, "");
   }
 
   /** Group the page's operations and lists into socket keys: one per path, split every
@@ -656,6 +748,7 @@
 
   /** Scan the page and open, reopen or close sockets so each carries its operations. */
   function connect() {
+    removeScriptNotices();
     var wanted = wantedSockets();
     connections.forEach(function (conn, key) {
       if (!wanted.has(key)) {
@@ -670,10 +763,17 @@
       if (same && (conn.ws || conn.stopped || conn.timer)) return; // already handled
       if (conn) stop(conn, null);
       conn = { path: want.path, tokens: want.tokens, lists: want.lists, ws: null, timer: null,
-               attempt: 0, openedAt: 0, stopped: false };
+               attempt: 0, openedAt: 0, stopped: false, failures: 0, problem: null,
+               reported: false, live: false, liveTimer: null, waiting: null };
       connections.set(key, conn);
       open(conn);
     });
+  }
+
+  /** The script runs: the DEBUG notice that says it did not (containers, lists) goes. */
+  function removeScriptNotices() {
+    var notices = document.querySelectorAll("[data-liveop-script-missing]");
+    Array.prototype.forEach.call(notices, function (el) { el.remove(); });
   }
 
   // Close cleanly when the page goes away (and may enter the back/forward cache);

@@ -42,7 +42,7 @@ test-lts: $(LTS_STAMP)
 
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput
-	cd example && ../$(PY) manage.py demo_user
+	cd example && ../$(PY) manage.py demo_user --port $(PORT)
 	cd example && ../$(PY) -m uvicorn demo_site.asgi:application --host 127.0.0.1 --port $(PORT)
 
 demo-stack: install

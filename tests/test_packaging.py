@@ -79,7 +79,9 @@ def test_make_demo_serves_on_port_and_port_can_be_changed() -> None:
         return result.stdout
 
     assert "--port 8000" in dry_run()
-    assert "--port 8001" in dry_run("PORT=8001")
+    on_8001 = dry_run("PORT=8001")
+    assert "uvicorn demo_site.asgi:application --host 127.0.0.1 --port 8001" in on_8001
+    assert "demo_user --port 8001" in on_8001  # which prints the address to open
     assert "make demo PORT=8001" in README.read_text()
 
 

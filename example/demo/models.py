@@ -53,8 +53,9 @@ class QuickCount(LiveOperation):
 class LongImport(LiveOperation):
     """Imports made-up customer rows in three stages, with status, percent and a log.
 
-    Download reports a percent by hand (``p.percent``); Validate and Import go
-    through ``p.track`` over a list, so the count and percent follow the loop.
+    Download reports a percent by hand (``p.percent``) and asks for a cancel itself
+    (``p.check_cancelled``); Validate and Import go through ``p.track`` over a list,
+    so the count and percent follow the loop and a cancel stops it.
     With ``stream``, Import reads a generator of unknown length instead: the page
     then shows a running count, not a percent.
     """
@@ -92,6 +93,8 @@ class LongImport(LiveOperation):
             p.status("Downloading customers.csv")
             size_kb, steps = 4_800, 20
             for step in range(1, steps + 1):
+                # p.track() checks for a cancel on every item; a loop of its own asks.
+                p.check_cancelled()
                 time.sleep(self.seconds * 0.2 / steps)
                 p.percent(100 * step / steps)
                 if step % 4 == 0:

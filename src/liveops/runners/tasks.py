@@ -21,7 +21,9 @@ except ImportError:  # Django 5.2
     try:
         from django_tasks import task  # type: ignore[import-not-found,no-redef,unused-ignore]
         from django_tasks.exceptions import (  # type: ignore[import-not-found,no-redef,unused-ignore]
-            InvalidTask,
+            InvalidTaskError as InvalidTask,  # the backport's name of the same error
+        )
+        from django_tasks.exceptions import (  # type: ignore[import-not-found,no-redef,unused-ignore]
             TaskException,
         )
     except ImportError as exc:

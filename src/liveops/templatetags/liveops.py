@@ -158,7 +158,6 @@ def _dev_notices(request: HttpRequest | None) -> dict[str, bool]:
     A page served over WSGI also logs a warning, once per process and whatever DEBUG says:
     its WebSocket has nowhere to go unless a proxy sends it to an ASGI server.
     """
-    wsgi = isinstance(request, WSGIRequest)
     if isinstance(request, WSGIRequest) and not _wsgi_warned.is_set():
         _wsgi_warned.set()  # two threads at once may both log it: harmless, and no lock
         logger.warning(
@@ -173,7 +172,7 @@ def _dev_notices(request: HttpRequest | None) -> dict[str, bool]:
     if not settings.DEBUG:
         return {}
     # The script removes the first notice when it starts; the second is for the server.
-    return {"script_notice": True, "wsgi_notice": wsgi}
+    return {"script_notice": True, "wsgi_notice": isinstance(request, WSGIRequest)}
 
 
 def _grant(request: HttpRequest | None, op: LiveOperation) -> str:

@@ -54,3 +54,18 @@ def launch_chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def liveops_console_errors(page: Any) -> list[str]:
+    """Return a list that fills with what liveops.js says by console.error.
+
+    The browser's own lines (a failed resource, say) are left out.
+    """
+    errors: list[str] = []
+
+    def record(message: Any) -> None:
+        if message.type == "error" and message.text.startswith("liveops:"):
+            errors.append(message.text)
+
+    page.on("console", record)
+    return errors

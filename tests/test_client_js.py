@@ -24,13 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.browser.pages import wait_until
-from tests.chromium import launch_chromium
+from tests.chromium import launch_chromium, liveops_console_errors
 from tests.conftest import REQUIRE_SERVICES
 
 try:
     from playwright.sync_api import (
         Browser,
-        ConsoleMessage,
         Locator,
         Page,
         Route,
@@ -888,18 +887,6 @@ def wait_for_drop(page: Page, attempt: int) -> None:
     )
 
 
-def console_errors(page: Page) -> list[str]:
-    """Return the list of what liveops.js will console.error (not the browser's own lines)."""
-    errors: list[str] = []
-
-    def record(message: ConsoleMessage) -> None:
-        if message.type == "error" and message.text.startswith("liveops:"):
-            errors.append(message.text)
-
-    page.on("console", record)
-    return errors
-
-
 def retry_after(page: Page, delay: int, attempt: int) -> None:
     """Move the clock to just short of ``delay`` (no new attempt yet), then past it."""
     page.clock.run_for(math.floor(delay * RANDOM) - 10)
@@ -922,7 +909,7 @@ def test_handshakes_that_never_open_on_a_server_that_answers_say_it_takes_no_web
         else:
             ws.close(code=1006)
 
-    errors = console_errors(page)
+    errors = liveops_console_errors(page)
     FakeServer(page, accept)
     probes = serve(
         page, container(ws="/ws/liveops/", texts=GERMAN), random=RANDOM, http_answers=True
@@ -956,7 +943,7 @@ def test_handshakes_that_never_open_on_a_server_that_answers_say_it_takes_no_web
 
 
 def test_a_server_that_is_down_is_not_taken_for_one_without_websockets(page: Page) -> None:
-    errors = console_errors(page)
+    errors = liveops_console_errors(page)
     FakeServer(page, lambda ws, n: ws.close(code=1006))
     probes = serve(page, container(ws="/ws/liveops/"), random=RANDOM)  # HEAD fails too
     for attempt, ceiling in enumerate((500, 1000, 2000, 4000), start=1):

@@ -73,7 +73,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
+def port_answers(port: int) -> bool:
+    """Whether something accepts TCP connections on the loopback ``port``."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -107,7 +108,7 @@ class Server:
     def start(self) -> Server:
         """Start the process and return once the port answers (or fail with its log)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        if _answers(self.port):
+        if port_answers(self.port):
             raise RuntimeError(f"port {self.port} is taken; cannot start {self.kind} on it")
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -120,7 +121,7 @@ class Server:
         )
         RUNNING.append(self)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _answers(self.port):
+        while not port_answers(self.port):
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"{self.kind} exited with {self.proc.returncode}:\n{self.tail()}"

@@ -28,7 +28,14 @@ from typing import IO, Any
 
 import pytest
 
-from tests.browser.support import ARTIFACTS, LIVE_URL, RECORDER, LivePage, free_port
+from tests.browser.support import (
+    ARTIFACTS,
+    LIVE_URL,
+    RECORDER,
+    LivePage,
+    free_port,
+    port_answers,
+)
 from tests.conftest import need
 from tests.readme import README, ROOT, Guide, readme_blocks
 
@@ -169,16 +176,6 @@ def _check_replaced(venv: Path, wheel: Path) -> None:
     assert installed == shipped, f"left over: {sorted(installed - shipped)}"
 
 
-def _answers(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 class GuideServer:
     """A server a README block starts, on a free port instead of 8000, logging to a file."""
 
@@ -203,7 +200,7 @@ class GuideServer:
             start_new_session=True,  # its own process group: runserver's reloader has a child
         )
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _answers(self.port):
+        while not port_answers(self.port):
             assert self.proc.poll() is None, f"{self.argv} exited:\n{self.tail()}"
             assert time.monotonic() < deadline, f"{self.argv} did not listen:\n{self.tail()}"
             time.sleep(0.05)  # polling the port, with the deadline above

@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from tests.browser.pages import wait_until
 from tests.browser.support import Demo, LivePage, Server, free_port
+from tests.chromium import liveops_console_errors
 
 pytestmark = pytest.mark.browser
 
@@ -73,23 +74,11 @@ def wsgi_site(demo: Demo) -> Iterator[Server]:
     server.stop()
 
 
-def liveops_errors(page: Any) -> list[str]:
-    """Collect what liveops.js says with console.error (not the browser's own lines)."""
-    errors: list[str] = []
-
-    def record(message: Any) -> None:
-        if message.type == "error" and message.text.startswith("liveops:"):
-            errors.append(message.text)
-
-    page.on("console", record)
-    return errors
-
-
 def watch(demo: Demo, server: Server, open_page: Any) -> tuple[Any, LivePage, list[str]]:
     """Open the live page of an operation nothing runs, on ``server``, as alice."""
     op = demo.create("demo.longimport", "alice", seconds=30)
     page = open_page("alice")
-    errors = liveops_errors(page)
+    errors = liveops_console_errors(page)
     page.goto(f"{server.url}{op.url}")
     return page, LivePage(page, op.pk), errors
 

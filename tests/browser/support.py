@@ -226,6 +226,41 @@ SERVER_REGIONS = ("status", "progress", "stages", "log", "result")
 LIVE_URL = re.compile(r"/operations/(?P<label>[a-z0-9_]+\.[a-z0-9_]+)/(?P<pk>[0-9a-f-]{36})/$")
 
 
+class EndsHeld:
+    """Hold back, on one page, the socket frames that carry an end, until ``release()``.
+
+    A run sees a cancel at its next check, often milliseconds after "Cancelling…" is
+    pushed, so a test could not look at that state before the end replaced it. Frames
+    with ``data-liveop-terminal`` wait here in transit (as a slow network would keep
+    them); every other frame goes through from the real server at once. Create it
+    before the page opens its socket.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.holding = True
+        self.held: list[tuple[Any, str | bytes]] = []
+        page.route_web_socket(re.compile(r"/ws/liveops/"), self._proxy)
+
+    def _proxy(self, page_side: Any) -> None:
+        server_side = page_side.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            text = message if isinstance(message, str) else message.decode()
+            if self.holding and "data-liveop-terminal" in text:
+                self.held.append((page_side, message))
+            else:
+                page_side.send(message)
+
+        server_side.on_message(from_server)  # the page's own messages are forwarded as is
+
+    def release(self) -> None:
+        """Deliver what was held, in order, and hold nothing from now on."""
+        self.holding = False
+        for page_side, message in self.held:
+            page_side.send(message)
+        self.held.clear()
+
+
 class LivePage:
     """One operation's live container in a page, found through the DOM contract."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -20,21 +20,11 @@ from django.utils.translation import ngettext
 
 from liveops.control import request_cancel, request_retry
 from liveops.fragments import phase_label
+from liveops.lifecycle import PHASE_FILTERS
 from liveops.models import LiveOperation
 from liveops.state import Phase
 
 __all__ = ["LiveOperationAdmin", "StateFilter"]
-
-#: Which stored fields make each phase (as ``LiveOperation.get_state()`` reads them).
-_PHASE_FILTERS = {
-    Phase.NOT_STARTED: Q(started_on__isnull=True, finished_on__isnull=True, cancelled=False),
-    Phase.STARTED: Q(started_on__isnull=False, finished_on__isnull=True, cancelled=False),
-    Phase.FINISHED_OK: Q(finished_on__isnull=False, finished_successfully=True, cancelled=False),
-    Phase.FINISHED_ERROR: Q(
-        finished_on__isnull=False, finished_successfully=False, cancelled=False
-    ),
-    Phase.CANCELLED: Q(cancelled=True),
-}
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -51,7 +41,7 @@ class StateFilter(admin.SimpleListFilter):
         if wanted is None:
             return queryset
         try:
-            return queryset.filter(_PHASE_FILTERS[Phase(wanted)])
+            return queryset.filter(PHASE_FILTERS[Phase(wanted)])
         except ValueError:  # a hand-written ?state= that names no phase
             return queryset.none()
 

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from liveops.lifecycle import UNFINISHED, fresh_attempt, in_phase
 from liveops.lists import publish_row_on_commit
 from liveops.models import LiveOperation
 from liveops.publish import publish_snapshot
+from liveops.state import Phase
 
 __all__ = ["request_cancel", "request_retry"]
-
-#: What a new attempt starts from: everything a run and its end wrote.
-FRESH_ATTEMPT: dict[str, Any] = {
-    "started_on": None,
-    "finished_on": None,
-    "finished_successfully": False,
-    "cancel_requested": False,
-    "cancelled": False,
-    "interrupted": False,
-    "traceback": "",
-    "error_message": "",
-    "result_context": None,
-    "status_text": "",
-    "status_level": "info",
-    "percent": None,
-    "log": [],
-    "log_seq": 0,
-    "track": {},
-    "current_stage": "",
-    "stage_states": {},
-    "heartbeat_on": None,
-    "extra_html": {},
-    "chained_to": None,
-}
 
 
 def request_cancel(op: LiveOperation) -> bool:
@@ -50,11 +26,11 @@ def request_cancel(op: LiveOperation) -> bool:
     UPDATEs are conditional, so a request racing the claim or the end is decided
     by the database, and a real end that came first is kept.
     """
-    running = type(op)._default_manager.filter(pk=op.pk, finished_on__isnull=True)
+    unfinished = type(op)._default_manager.filter(UNFINISHED, pk=op.pk)
     with transaction.atomic():
-        if not running.update(cancel_requested=True, version=F("version") + 1):
+        if not unfinished.update(cancel_requested=True, version=F("version") + 1):
             return False
-        running.filter(started_on__isnull=True).update(
+        in_phase(unfinished, Phase.NOT_STARTED).update(
             finished_on=timezone.now(),
             finished_successfully=False,
             cancelled=True,
@@ -84,8 +60,8 @@ def request_retry(op: LiveOperation) -> bool:
         if fresh is None:
             return False
         fresh.on_restart()
-        for name, value in FRESH_ATTEMPT.items():
-            setattr(fresh, name, copy.copy(value))
+        for name, value in fresh_attempt().items():
+            setattr(fresh, name, value)
         fresh.attempt += 1
         fresh.version += 1
         fresh.save()

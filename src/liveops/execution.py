@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -20,30 +19,23 @@ from types import FrameType
 from typing import Any
 from uuid import UUID
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
 from django.db.models import F
 from django.utils import timezone, translation
 
 from liveops.conf import get_settings
 from liveops.exceptions import OperationCancelled, OperationInterrupted
+from liveops.lifecycle import in_phase
 from liveops.lists import publish_row_on_commit, row_sender
 from liveops.liveness import INTERRUPTED_MESSAGE, end_as_interrupted, heartbeat
 from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
 from liveops.publish import get_publisher
-from liveops.state import LiveState, Phase, StageState, StateView
+from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 
 __all__ = ["Run", "execute", "sigterm_as_exit"]
 
 logger = logging.getLogger("liveops")
-
-# What a stage still open at the end becomes, by how the operation ended.
-_OPEN_STAGE_ENDS = {
-    Phase.FINISHED_OK: StageState.DONE,
-    Phase.FINISHED_ERROR: StageState.FAILED,
-    Phase.CANCELLED: StageState.CANCELLED,
-}
 
 
 def execute(label: str, pk: UUID | str) -> None:
@@ -51,9 +43,7 @@ def execute(label: str, pk: UUID | str) -> None:
     with sigterm_as_exit():
         model = get_operation_model(label)
         now = timezone.now()
-        claimable = model._default_manager.filter(
-            pk=pk, started_on__isnull=True, finished_on__isnull=True, cancelled=False
-        )
+        claimable = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
         # The version grows, so the started state outranks the waiting one everywhere.
         if not claimable.update(started_on=now, heartbeat_on=now, version=F("version") + 1):
             logger.info(
@@ -199,7 +189,7 @@ class Run:
 
     def finish_ok(self, context: Mapping[str, Any]) -> None:
         """Finish successfully with ``context`` for the result template."""
-        self.finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+        self.finish(Phase.FINISHED_OK, result_context=json_values(context))
 
     def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
         """Finish successfully, continuing in ``next_op``, which runs once this end commits."""
@@ -207,7 +197,7 @@ class Run:
             raise TypeError(f"p.chain_to() takes a LiveOperation, not {next_op!r}.")
         if next_op.pk == self.op.pk and type(next_op) is type(self.op):
             raise ValueError("p.chain_to() cannot continue an operation in itself.")
-        result = _json_round_trip(context)
+        result = json_values(context)
         with transaction.atomic(using=self._db):
             if next_op._state.adding:
                 if next_op.owner_id is None:
@@ -249,9 +239,8 @@ class Run:
             logger.warning("liveops: %s finished already; ignoring %s.", self.op, phase.value)
             return False
         self._finished = True
-        for name, value in self._stage_states.items():
-            if value == StageState.ACTIVE:
-                self._stage_states[name] = _OPEN_STAGE_ENDS[phase].value
+        for name, stage_state in close_open_stages(self._stage_states, phase).items():
+            self._stage_states[name] = stage_state.value  # in place: op.stage_states too
         view = self.state.finish(
             phase,
             result_context=result_context,
@@ -314,12 +303,3 @@ def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:
         "log": [list(entry) for entry in view.log_tail],
         "log_seq": log_seq,
     }
-
-
-def _json_round_trip(context: Mapping[str, Any]) -> dict[str, Any]:
-    # The live page and a later snapshot must render the same values: store and
-    # show what JSON keeps (dates become ISO strings), and fail here, not in the database.
-    try:
-        return dict(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
-    except TypeError as exc:
-        raise TypeError(f"p.result() takes JSON-serializable values: {exc}") from exc

@@ -28,9 +28,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from liveops.conf import get_settings
+from liveops.lifecycle import in_phase
 from liveops.lists import publish_row_on_commit
 from liveops.models import LiveOperation, get_operation_model
 from liveops.publish import publish_snapshot
+from liveops.state import Phase, close_open_stages
 
 if TYPE_CHECKING:
     from liveops.execution import Run
@@ -57,7 +59,7 @@ INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it sh
 
 
 def _running(model: type[LiveOperation]) -> Any:
-    return model._default_manager.filter(started_on__isnull=False, finished_on__isnull=True)
+    return in_phase(model._default_manager.all(), Phase.STARTED)
 
 
 def end_as_interrupted(
@@ -81,10 +83,7 @@ def end_as_interrupted(
         candidates = candidates.filter(heartbeat_on__lt=cutoff)
     ended = []
     for op in candidates:
-        stages = {
-            name: ("failed" if state == "active" else state)
-            for name, state in op.stage_states.items()
-        }
+        stages = close_open_stages(op.stage_states, Phase.FINISHED_ERROR)
         won = candidates.filter(pk=op.pk).update(
             finished_on=timezone.now(),
             finished_successfully=False,
@@ -134,9 +133,8 @@ def expire_stale_among(model: type[LiveOperation], ops: Iterable[LiveOperation])
 def end_unqueued(label: str, pk: UUID | str, message: str) -> None:
     """End an operation no runner would take as failed (only if it never started)."""
     model = get_operation_model(label)
-    ended = model._default_manager.filter(
-        pk=pk, started_on__isnull=True, finished_on__isnull=True
-    ).update(
+    waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
+    ended = waiting.update(
         finished_on=timezone.now(),
         finished_successfully=False,
         error_message=message,

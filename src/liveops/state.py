@@ -8,6 +8,7 @@ changed since its last flush; the renderer turns a view into fragments.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -15,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
 
 __all__ = [
     "ALL_REGIONS",
@@ -29,6 +32,8 @@ __all__ = [
     "StageState",
     "StateView",
     "clip",
+    "close_open_stages",
+    "json_values",
 ]
 
 # Regions of the page the server renders; "connection" belongs to the client.
@@ -74,6 +79,37 @@ def clip(text: object, limit: int) -> str:
     """Return ``text`` as a string of at most ``limit`` characters."""
     value = str(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+# What a stage still open at the end becomes, by how the operation ended.
+_OPEN_STAGE_ENDS: Mapping[Phase, StageState] = {
+    Phase.FINISHED_OK: StageState.DONE,
+    Phase.FINISHED_ERROR: StageState.FAILED,
+    Phase.CANCELLED: StageState.CANCELLED,
+}
+
+
+def close_open_stages(
+    stage_states: Mapping[str, str | StageState], phase: Phase
+) -> dict[str, StageState]:
+    """Return ``stage_states`` with the active stage given the state the end ``phase`` means."""
+    ended = _OPEN_STAGE_ENDS[phase]
+    return {
+        name: ended if StageState(state) is StageState.ACTIVE else StageState(state)
+        for name, state in stage_states.items()
+    }
+
+
+def json_values(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``context`` as JSON keeps it (dates become ISO strings); raise TypeError.
+
+    The live page and a later snapshot must render the same values: store and show
+    what JSON keeps, and fail in ``p.result()``, not in the database.
+    """
+    try:
+        return dict(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    except TypeError as exc:
+        raise TypeError(f"p.result() takes JSON-serializable values: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from liveops.exceptions import OperationCancelled
 from liveops.progress import Progress
-from liveops.state import LiveState, Phase, StageState, StateView
+from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 
 if TYPE_CHECKING:
     from liveops.execution import Run
@@ -31,7 +31,6 @@ __all__ = ["Call", "LiveRun", "LiveRunRecord", "RecordingProgress"]
 T = TypeVar("T")
 
 # What a stage still open at the end becomes (as execute() does).
-_OPEN_STAGE_ENDS = {Phase.FINISHED_OK: StageState.DONE, Phase.FINISHED_ERROR: StageState.FAILED}
 
 
 class Call(NamedTuple):
@@ -80,26 +79,20 @@ class _MemoryRun:
 
     def finish_ok(self, context: Mapping[str, Any]) -> None:
         # What the result template gets: JSON values only (dates become strings).
-        from liveops.execution import _json_round_trip
-
-        self._finish(Phase.FINISHED_OK, result_context=_json_round_trip(context))
+        self._finish(Phase.FINISHED_OK, result_context=json_values(context))
 
     def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
         # Nothing is saved or enqueued: the test asserts on RecordingProgress.next_op.
-        from liveops.execution import _json_round_trip
-
         self.next_op = next_op
         chained = {"op": "", "url": "", "title": str(next_op)}
-        result = _json_round_trip(context)
+        result = json_values(context)
         self._finish(Phase.FINISHED_OK, result_context=result, chained_to=chained)
 
     def finish_error(self, message: str, traceback: str) -> None:
         self._finish(Phase.FINISHED_ERROR, error_message=message, traceback=traceback)
 
     def _finish(self, phase: Phase, **ending: Any) -> None:
-        for name, value in self.stage_states.items():
-            if value is StageState.ACTIVE:
-                self.stage_states[name] = _OPEN_STAGE_ENDS[phase]
+        self.stage_states = close_open_stages(self.stage_states, phase)
         self.state.finish(phase, stages=tuple(self.stage_states.items()), **ending)
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from liveops import control
@@ -92,7 +93,8 @@ def test_fresh_attempt_values_are_new_objects_each_time() -> None:
     assert first == second
     first["log"].append([1, "x"])
     assert second["log"] == []
-    assert "owner" not in first and "attempt" not in first
+    assert "owner" not in first
+    assert "attempt" not in first
 
 
 @pytest.mark.parametrize(
@@ -110,3 +112,19 @@ def test_an_open_stage_ends_by_how_the_operation_ended(phase: Phase, becomes: St
         "Validate": becomes,
         "Import": StageState.PENDING,
     }
+
+
+def test_enqueue_without_the_liveops_app_says_the_fix(user: Any) -> None:
+    from liveops.signals import operation_enqueued
+
+    op = Scripted.objects.create(owner=user)
+    receivers = operation_enqueued.receivers
+    operation_enqueued.receivers = []  # as if "liveops" were not in INSTALLED_APPS
+    operation_enqueued.sender_receivers_cache.clear()
+    try:
+        with pytest.raises(ImproperlyConfigured, match='add "liveops" to INSTALLED_APPS'):
+            op.enqueue()
+    finally:
+        operation_enqueued.receivers = receivers
+        operation_enqueued.sender_receivers_cache.clear()
+    assert op.get_state() is Phase.NOT_STARTED

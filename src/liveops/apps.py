@@ -7,7 +7,7 @@ from django.core import checks
 
 
 class LiveOpsConfig(AppConfig):
-    """Register the system checks."""
+    """Register the system checks and the receivers of the operations' signals."""
 
     name = "liveops"
     verbose_name = "Live operations"
@@ -20,6 +20,13 @@ class LiveOpsConfig(AppConfig):
             check_runserver,
             check_uvicorn_websockets,
         )
+        from liveops.lists import publish_enqueued_row
+        from liveops.runners import dispatch_enqueued
+        from liveops.signals import operation_enqueued
+
+        # In this order: a list shows the operation before an eager runner ends it.
+        operation_enqueued.connect(publish_enqueued_row, dispatch_uid="liveops.lists")
+        operation_enqueued.connect(dispatch_enqueued, dispatch_uid="liveops.runners")
 
         checks.register(check_settings, "liveops")
         checks.register(check_runner, "liveops")

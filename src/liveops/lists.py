@@ -40,6 +40,7 @@ __all__ = [
     "list_texts",
     "owner_list_group",
     "page_rows",
+    "publish_enqueued_row",
     "publish_row",
     "publish_row_on_commit",
     "render_row",
@@ -261,6 +262,11 @@ def row_sender(op: LiveOperation) -> Callable[[], Coroutine[Any, Any, None]]:
         await asyncio.gather(*(publisher.send(m["group"], m) for m in messages))
 
     return send
+
+
+def publish_enqueued_row(sender: type[LiveOperation], pk: Any, **kwargs: Any) -> None:
+    """Receive ``operation_enqueued``: the lists show the operation as waiting."""
+    publish_row(sender, pk)
 
 
 def publish_row_on_commit(model: type[LiveOperation], pk: Any, using: str | None = None) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models, router, transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from liveops.signals import operation_enqueued
 from liveops.state import ALL_REGIONS, Phase, StageState, StateView
 
 if TYPE_CHECKING:
@@ -202,16 +205,20 @@ class LiveOperation(models.Model):
     # --- running -----------------------------------------------------------------
 
     def enqueue(self) -> None:
-        """Run the operation through the configured runner once the current transaction commits."""
+        """Run the operation through the configured runner once the current transaction commits.
+
+        What then happens is up to the receivers of ``operation_enqueued``: the lists
+        show it, and the runner takes it (``liveops.runners.dispatch_enqueued``).
+        """
         if self._state.adding:
             raise ValueError(f"Save {self!r} before enqueueing it.")
-        from liveops.lists import publish_row_on_commit
-        from liveops.runners import dispatch
-
-        label, pk = self.live_label(), self.pk
-        using = router.db_for_write(type(self), instance=self)
-        publish_row_on_commit(type(self), pk, using=using)  # lists show it first; never raises
-        transaction.on_commit(lambda: dispatch(label, pk), using=using)
+        if not operation_enqueued.has_listeners(type(self)):  # nothing would ever run it
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.enqueue() needs the liveops app, whose runner takes "
+                'the operation: add "liveops" to INSTALLED_APPS.'
+            )
+        announce = functools.partial(operation_enqueued.send, sender=type(self), pk=self.pk)
+        transaction.on_commit(announce, using=router.db_for_write(type(self), instance=self))
 
 
 def live_page_url(op: LiveOperation) -> str:

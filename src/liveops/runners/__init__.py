@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 from uuid import UUID
 
 from django.core.checks import CheckMessage
@@ -19,6 +20,7 @@ __all__ = [
     "Runner",
     "RunnerUnavailable",
     "dispatch",
+    "dispatch_enqueued",
     "get_runner",
     "load_runner_class",
 ]
@@ -86,6 +88,11 @@ def dispatch(label: str, pk: UUID | str) -> None:
         else:
             logger.exception("liveops: could not queue %s %s", label, pk)
             end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
+
+
+def dispatch_enqueued(sender: type[Any], pk: UUID | str, **kwargs: Any) -> None:
+    """Receive ``operation_enqueued``: hand the operation to the runner."""
+    dispatch(sender._meta.label_lower, pk)
 
 
 def _is_configuration_error(exc: Exception, runner: Runner | None) -> bool:

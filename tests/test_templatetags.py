@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +302,24 @@ def test_in_debug_a_live_list_has_the_notices_before_its_table(
     html = render("{% live_operation_list page %}", a_request(user), page=page)
     assert sorted(notices_of(html)) == ["data-liveop-dev-notice", "data-liveop-script-missing"]
     assert html.index("liveops-dev-notice") < html.index("<table")
+
+
+def test_loading_the_tags_does_not_import_the_socket_stack() -> None:
+    # {% load liveops %} needs the socket's path, not the consumer behind it.
+    script = (
+        "import sys, django; django.setup(); import liveops.templatetags.liveops; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        timeout=60,
+    ).stdout.split()
+    assert "liveops.templatetags.liveops" in loaded
+    socket_stack = {"liveops.consumers", "liveops.fanout", "channels.auth", "channels.sessions"}
+    assert socket_stack.isdisjoint(loaded)

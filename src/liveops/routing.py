@@ -5,11 +5,9 @@ from __future__ import annotations
 from django.urls import path
 
 from liveops.consumers import LiveOperationConsumer
+from liveops.protocol import WEBSOCKET_PATH
 
 __all__ = ["WEBSOCKET_PATH", "websocket_urlpatterns"]
-
-#: Where the client connects, below the site's script prefix.
-WEBSOCKET_PATH = "ws/liveops/"
 
 websocket_urlpatterns = [
     # django-stubs types path() for views only; Channels' URLRouter takes ASGI apps.

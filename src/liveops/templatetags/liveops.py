@@ -29,7 +29,7 @@ from liveops.conf import get_settings
 from liveops.fragments import render_container
 from liveops.lists import list_texts, render_row
 from liveops.models import LiveOperation, get_operation_model
-from liveops.routing import WEBSOCKET_PATH
+from liveops.protocol import WEBSOCKET_PATH
 
 register = template.Library()
 

@@ -53,6 +53,7 @@ test: install $(JS_STAMP)
 	$(PY) -m ruff check src tests example benchmarks
 	$(PY) -m ruff format --check src tests example benchmarks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not browser and not postgres"
 	$(PY) -m pytest -m postgres --ds=tests.settings_pg -p no:cacheprovider
 	$(PY) -m pytest -m browser -p no:cacheprovider
@@ -61,6 +62,7 @@ test: install $(JS_STAMP)
 lint: install
 	$(PY) -m ruff check src tests example benchmarks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff check --fix src tests example benchmarks

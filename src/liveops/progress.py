@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from django.template.loader import render_to_string
 
@@ -27,10 +27,9 @@ from liveops.state import (
 )
 
 if TYPE_CHECKING:
-    from liveops.execution import Run
     from liveops.models import LiveOperation
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "RunControl"]
 
 logger = logging.getLogger("liveops")
 T = TypeVar("T")
@@ -39,10 +38,38 @@ T = TypeVar("T")
 CANCEL_CHECK_INTERVAL = 0.5
 
 
+class RunControl(Protocol):
+    """What ``Progress`` needs of the run it reports for.
+
+    ``execution.Run`` in a worker; in unit tests, ``testing.RecordingProgress``'s
+    in-memory run. Progress changes ``state`` itself and calls ``notify()`` when the
+    state turned dirty; the rest is what only the run can do (store, end, ask).
+    """
+
+    state: LiveState
+    declared_stage_names: tuple[str, ...]
+    extra_region_names: tuple[str, ...]
+    #: Set when the process is shutting down: the next check raises.
+    interrupt_requested: bool
+
+    @property
+    def op(self) -> object:
+        """The operation (for messages and templates); a stand-in object in unit tests."""
+        ...
+
+    def notify(self) -> None: ...
+    def set_stage(self, name: str, stage_state: StageState) -> None: ...
+    def swap(self, region: str, html: str) -> None: ...
+    def cancel_requested(self) -> bool: ...
+    def finish_ok(self, context: Mapping[str, Any]) -> None: ...
+    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None: ...
+    def finish_error(self, message: str, traceback: str) -> None: ...
+
+
 class Progress:
     """Report the progress of one running operation."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunControl) -> None:
         self._run = run
         self._state: LiveState = run.state
         self._notify: Callable[[], None] = run.notify

@@ -16,14 +16,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from liveops.exceptions import OperationCancelled
 from liveops.progress import Progress
 from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 
 if TYPE_CHECKING:
-    from liveops.execution import Run
     from liveops.models import LiveOperation
 
 __all__ = ["Call", "LiveRun", "LiveRunRecord", "RecordingProgress"]
@@ -49,7 +48,7 @@ class _Unnamed:
 
 
 class _MemoryRun:
-    """The part of ``execution.Run`` that ``Progress`` uses, kept in memory."""
+    """A ``progress.RunControl`` kept in memory: nothing is stored or sent."""
 
     def __init__(self, op: object, declared: Sequence[str], log_tail: int) -> None:
         self.op = op
@@ -126,7 +125,7 @@ class RecordingProgress(Progress):
             declared,
             log_tail if log_tail is not None else 2**62,
         )
-        super().__init__(cast("Run", self._memory))
+        super().__init__(self._memory)
         #: Every call, in order: ``Call(name, args, kwargs)``.
         self.calls: list[Call] = []
         #: How many times cancellation was checked (by ``run()`` or by ``track()``).

@@ -115,16 +115,19 @@ def test_an_open_stage_ends_by_how_the_operation_ended(phase: Phase, becomes: St
 
 
 def test_enqueue_without_the_liveops_app_says_the_fix(user: Any) -> None:
+    from liveops.lists import publish_enqueued_row
+    from liveops.runners import dispatch_enqueued
     from liveops.signals import operation_enqueued
 
     op = Scripted.objects.create(owner=user)
-    receivers = operation_enqueued.receivers
-    operation_enqueued.receivers = []  # as if "liveops" were not in INSTALLED_APPS
-    operation_enqueued.sender_receivers_cache.clear()
+    # As if "liveops" were not in INSTALLED_APPS: its ready() connected nothing.
+    receivers = {"liveops.lists": publish_enqueued_row, "liveops.runners": dispatch_enqueued}
+    for uid in receivers:
+        operation_enqueued.disconnect(dispatch_uid=uid)
     try:
         with pytest.raises(ImproperlyConfigured, match='add "liveops" to INSTALLED_APPS'):
             op.enqueue()
     finally:
-        operation_enqueued.receivers = receivers
-        operation_enqueued.sender_receivers_cache.clear()
+        for uid, receiver in receivers.items():
+            operation_enqueued.connect(receiver, dispatch_uid=uid)
     assert op.get_state() is Phase.NOT_STARTED

@@ -29,8 +29,6 @@ __all__ = ["Call", "LiveRun", "LiveRunRecord", "RecordingProgress"]
 
 T = TypeVar("T")
 
-# What a stage still open at the end becomes (as execute() does).
-
 
 class Call(NamedTuple):
     """One call made on a ``RecordingProgress``: compares equal to ``(name, args, kwargs)``."""

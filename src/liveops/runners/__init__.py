@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.core.checks import CheckMessage
@@ -13,6 +13,9 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from liveops.conf import RUNNER_ALIASES, get_settings
+
+if TYPE_CHECKING:
+    from liveops.models import LiveOperation
 
 __all__ = [
     "NOT_QUEUED_MESSAGE",
@@ -90,9 +93,9 @@ def dispatch(label: str, pk: UUID | str) -> None:
             end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
 
 
-def dispatch_enqueued(sender: type[Any], pk: UUID | str, **kwargs: Any) -> None:
+def dispatch_enqueued(sender: type[LiveOperation], pk: UUID | str, **kwargs: Any) -> None:
     """Receive ``operation_enqueued``: hand the operation to the runner."""
-    dispatch(sender._meta.label_lower, pk)
+    dispatch(sender.live_label(), pk)
 
 
 def _is_configuration_error(exc: Exception, runner: Runner | None) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from liveops import control
+from liveops import lifecycle, receivers
 from liveops.execution import execute
 from liveops.state import ALL_REGIONS, Phase
 from tests.testapp.models import Endless, Scripted
@@ -29,7 +29,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, tuple[str, ...
     def record(op: Any, regions: tuple[str, ...] = ALL_REGIONS) -> None:
         sent.append((op.pk, tuple(regions)))
 
-    monkeypatch.setattr(control, "publish_snapshot", record)
+    monkeypatch.setattr(receivers, "publish_snapshot", record)
     return sent
 
 
@@ -43,7 +43,7 @@ def reload(op: Any) -> Any:
 def test_a_running_operation_is_asked_and_every_page_says_cancelling(user, published) -> None:
     op = Endless.objects.create(owner=user)
     type(op).objects.filter(pk=op.pk).update(started_on="2026-01-01T00:00:00Z")
-    assert control.request_cancel(op)
+    assert lifecycle.request_cancel(op)
     stored = reload(op)
     assert (stored.cancel_requested, stored.finished_on, stored.version) == (True, None, 1)
     assert published == [(op.pk, ("notice",))]
@@ -54,7 +54,7 @@ def test_an_operation_not_started_ends_cancelled_and_never_runs(user, published)
     op = Scripted.objects.create(owner=user)
     ran: list[bool] = []
     Scripted.SCRIPTS[op.pk] = [lambda p: ran.append(True)]
-    assert control.request_cancel(op)
+    assert lifecycle.request_cancel(op)
     assert reload(op).get_state() is Phase.CANCELLED
     assert published[0][1][0] == "status"  # every region: the end
     execute(op.live_label(), op.pk)
@@ -66,7 +66,7 @@ def test_a_finished_operation_keeps_its_end(user, published) -> None:
     op = Scripted.objects.create(owner=user)
     execute(op.live_label(), op.pk)
     before = reload(op)
-    assert not control.request_cancel(op)
+    assert not lifecycle.request_cancel(op)
     after = reload(op)
     assert (after.get_state(), after.cancel_requested, after.version) == (
         Phase.FINISHED_OK,
@@ -91,7 +91,7 @@ def test_a_run_sees_the_request_and_ends_cancelled(user) -> None:
     while reload(op).stage_states != {"Work": "active"} and time.monotonic() < deadline:
         time.sleep(0.02)  # polling until run() is inside its stage, under the deadline
     asked = time.monotonic()
-    assert control.request_cancel(op)
+    assert lifecycle.request_cancel(op)
     worker.join(DEADLINE)
     assert not worker.is_alive()
     stored = reload(op)
@@ -209,7 +209,7 @@ def test_a_retry_starts_a_new_attempt_from_a_clean_slate(user, published, monkey
     monkeypatch.setattr(Scripted, "on_restart", lambda self: restarted.append(self.attempt))
     monkeypatch.setattr(Scripted, "enqueue", lambda self: None)  # run it by hand below
 
-    assert control.request_retry(op)
+    assert lifecycle.request_retry(op)
     fresh = reload(op)
     assert restarted == [1]
     assert (fresh.attempt, fresh.version) == (2, failed.version + 1)
@@ -235,7 +235,7 @@ def test_a_retry_starts_a_new_attempt_from_a_clean_slate(user, published, monkey
 def test_no_retry_before_the_end(user, published) -> None:
     op = Endless.objects.create(owner=user)
     type(op).objects.filter(pk=op.pk).update(started_on="2026-01-01T00:00:00Z")
-    assert not control.request_retry(op)
+    assert not lifecycle.request_retry(op)
     assert reload(op).attempt == 1
     client = Client()
     client.force_login(user)

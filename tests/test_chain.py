@@ -8,7 +8,7 @@ import lxml.html
 import pytest
 from django.db import connection
 
-from liveops import control
+from liveops import lifecycle
 from liveops.fragments import render_regions
 from liveops.state import Phase, StateView
 from liveops.testing import LiveRun, RecordingProgress
@@ -140,7 +140,7 @@ def test_running_it_again_forgets_the_chain(
     record = liveops_run(chaining())
     assert record.op.chained_to is not None
     monkeypatch.setattr("liveops.runners.dispatch", lambda label, pk: None)  # not run yet
-    assert control.request_retry(record.op)
+    assert lifecycle.request_retry(record.op)
     record.op.refresh_from_db()
     assert record.op.chained_to is None
     assert record.op.attempt == 2

@@ -216,7 +216,6 @@ def _fields_for(phase: Phase) -> dict[str, Any]:
         Phase.STARTED: {
             **started,
             **log,
-            "current_stage": "Work",
             "stage_states": {"Prepare": "done", "Work": "active"},
         },
         Phase.FINISHED_OK: {

@@ -27,7 +27,7 @@ from django.conf import settings as django_settings
 from django.db import transaction
 from django.test import Client
 
-from liveops.liveness import LOST_MESSAGE
+from liveops.lifecycle import LOST_MESSAGE
 from liveops.models import LiveOperation, Phase
 from tests.chromium import launch_chromium
 from tests.conftest import need

@@ -1,5 +1,6 @@
 """The lifecycle defined once: the phase in SQL agrees with ``get_state()``; a new attempt
-starts from every field's default; an open stage ends by one rule."""
+starts from every field's default; an open stage ends by one rule; every transition is
+announced once, after it commits."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
 from django.utils import timezone
 
-from liveops import control
+from liveops import lifecycle
 from liveops.lifecycle import PHASE_FILTERS, UNFINISHED, fresh_attempt, in_phase
 from liveops.models import LiveOperation
+from liveops.signals import Transition, operation_changed
 from liveops.state import Phase, StageState, close_open_stages
 from tests.testapp.models import Scripted
 
@@ -71,14 +74,13 @@ def test_a_new_attempt_starts_from_every_fields_default(user: Any) -> None:
         log=[[1, "a line"]],
         log_seq=1,
         track={"done": 1, "total": 2, "label": "Rows", "unit": "row"},
-        current_stage="Work",
         stage_states={"Prepare": "done", "Work": "cancelled"},
         heartbeat_on=NOW,
         extra_html={"chart": "<b>1</b>"},
         chained_to={"op": "x", "url": "/x/", "title": "X"},
     )
     used.refresh_from_db()
-    assert control.request_retry(used)
+    assert lifecycle.request_retry(used)
     used.refresh_from_db()
     kept = {"id", "created_on", "attempt", "version"}
     for field in LiveOperation._meta.fields:
@@ -115,7 +117,7 @@ def test_an_open_stage_ends_by_how_the_operation_ended(phase: Phase, becomes: St
 
 
 def test_enqueue_without_the_liveops_app_says_the_fix(user: Any) -> None:
-    from liveops.lists import publish_enqueued_row
+    from liveops.receivers import publish_enqueued_row
     from liveops.runners import dispatch_enqueued
     from liveops.signals import operation_enqueued
 
@@ -131,3 +133,108 @@ def test_enqueue_without_the_liveops_app_says_the_fix(user: Any) -> None:
         for uid, receiver in receivers.items():
             operation_enqueued.connect(receiver, dispatch_uid=uid)
     assert op.get_state() is Phase.NOT_STARTED
+
+
+# --- every transition is announced once, after it commits -------------------------------------
+
+
+@pytest.fixture
+def announced() -> Any:
+    """The ``operation_changed`` announcements, as (transition, phase stored, committed)."""
+    seen: list[tuple[Transition, Phase, bool]] = []
+
+    def record(sender: Any, op: Any, transition: Transition, **kwargs: Any) -> None:
+        stored = sender.objects.get(pk=op.pk)
+        assert (op.version, op.get_state()) == (stored.version, stored.get_state())
+        seen.append((transition, stored.get_state(), not connection.in_atomic_block))
+
+    operation_changed.connect(record, dispatch_uid="test.announced")
+    yield seen
+    operation_changed.disconnect(dispatch_uid="test.announced")
+
+
+LONG_AGO = NOW - timedelta(days=1)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("fields", "change", "expected"),
+    [
+        ({}, lambda op: lifecycle.claim(Scripted, op.pk), (Transition.STARTED, Phase.STARTED)),
+        (
+            {"started_on": NOW},
+            lambda op: lifecycle.request_cancel(op),
+            (Transition.CANCEL_REQUESTED, Phase.STARTED),
+        ),
+        (
+            {},
+            lambda op: lifecycle.request_cancel(op),
+            (Transition.CANCEL_REQUESTED, Phase.CANCELLED),
+        ),
+        (
+            {"started_on": LONG_AGO, "heartbeat_on": LONG_AGO},
+            lambda op: lifecycle.end_as_interrupted(
+                Scripted, [op.pk], lifecycle.LOST_MESSAGE, stale_only=True
+            ),
+            (Transition.INTERRUPTED, Phase.FINISHED_ERROR),
+        ),
+        (
+            {},
+            lambda op: lifecycle.end_unqueued(op.live_label(), op.pk, "no runner"),
+            (Transition.NOT_QUEUED, Phase.FINISHED_ERROR),
+        ),
+    ],
+    ids=["claim", "cancel running", "cancel waiting", "lost", "never queued"],
+)
+def test_each_transition_is_announced_once_after_commit(
+    user: Any, announced: Any, fields: dict[str, Any], change: Any, expected: Any
+) -> None:
+    op = Scripted.objects.create(owner=user, **fields)
+    with transaction.atomic():
+        assert change(op)
+        assert announced == []  # nothing is told before the change is stored for good
+    assert announced == [(*expected, True)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_and_its_retry_announce_each_step_once(user: Any, announced: Any) -> None:
+    op = Scripted.objects.create(owner=user)
+    op.enqueue()  # the eager runner: claimed, run and ended at once
+    assert announced == [
+        (Transition.STARTED, Phase.STARTED, True),
+        (Transition.FINISHED, Phase.FINISHED_OK, True),
+    ]
+    announced.clear()
+    assert lifecycle.request_retry(op)
+    assert [transition for transition, _, _ in announced] == [
+        Transition.RETRIED,
+        Transition.STARTED,
+        Transition.FINISHED,
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_that_finds_nothing_to_do_announces_nothing(user: Any, announced: Any) -> None:
+    ended = Scripted.objects.create(owner=user, started_on=NOW, finished_on=NOW)
+    assert lifecycle.claim(Scripted, ended.pk) is None
+    assert not lifecycle.request_cancel(ended)
+    assert not lifecycle.end_as_interrupted(Scripted, [ended.pk], "gone", stale_only=False)
+    assert not lifecycle.end_unqueued(ended.live_label(), ended.pk, "no runner")
+    running = Scripted.objects.create(owner=user, started_on=NOW)
+    assert not lifecycle.request_retry(running)
+    assert announced == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_receiver_is_logged_and_the_change_kept(user: Any, caplog: Any) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("receiver broke")
+
+    operation_changed.connect(broken, dispatch_uid="test.broken")
+    try:
+        op = Scripted.objects.create(owner=user)
+        assert lifecycle.request_cancel(op)
+    finally:
+        operation_changed.disconnect(dispatch_uid="test.broken")
+    assert Scripted.objects.get(pk=op.pk).get_state() is Phase.CANCELLED
+    assert "receiver broke" in caplog.text

@@ -20,19 +20,19 @@ from django.urls import NoReverseMatch
 from django.utils import timezone
 
 import liveops.lists
-from liveops import control
+from liveops import lifecycle, receivers
 from liveops.execution import execute
+from liveops.lifecycle import LOST_MESSAGE, end_as_interrupted, end_unqueued
 from liveops.lists import (
     format_duration,
     list_group,
     list_group_for,
     owner_list_group,
     page_rows,
-    publish_row,
     render_row,
 )
-from liveops.liveness import LOST_MESSAGE, end_as_interrupted, end_unqueued
 from liveops.publish import bind_server_loop, group_name
+from liveops.receivers import publish_row
 from liveops.state import Phase
 from liveops.updates import Rank, Update
 from tests.testapp.models import Gated, Scripted
@@ -514,12 +514,12 @@ def rows(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, str]]:
     """The rows published, as (state words, attempt, whether committed), in order."""
     published: list[tuple[str, int, str]] = []
 
-    def record(model: Any, pk: Any) -> None:
-        op = model._default_manager.select_related("owner").get(pk=pk)
+    def record(sent: Any) -> None:
+        op = type(sent)._default_manager.select_related("owner").get(pk=sent.pk)
         committed = "in transaction" if connections["default"].in_atomic_block else "committed"
         published.append((cells(row(render_row(op)))[1], op.attempt, committed))
 
-    monkeypatch.setattr(liveops.lists, "publish_row", record)
+    monkeypatch.setattr(receivers, "send_row", record)
     return published
 
 
@@ -556,15 +556,15 @@ def test_a_publishing_failure_never_stops_the_dispatch(user, monkeypatch) -> Non
 
 def test_cancel_publishes_cancelling_or_cancelled(user, rows) -> None:
     running = make(user, started_on=T0)
-    assert control.request_cancel(running)
+    assert lifecycle.request_cancel(running)
     waiting = make(user)
-    assert control.request_cancel(waiting)
+    assert lifecycle.request_cancel(waiting)
     assert rows == [("Cancelling…", 1, "committed"), ("Cancelled", 1, "committed")]
 
 
 def test_retry_publishes_the_new_attempt_then_its_run(user, rows) -> None:
     op = make(user, started_on=T0, finished_on=T0)
-    assert control.request_retry(op)
+    assert lifecycle.request_retry(op)
     assert rows == [("Waiting to start", 2, "committed"), ("Finished", 2, "committed")]
 
 
@@ -580,6 +580,6 @@ def test_a_lost_or_unqueued_operation_publishes_its_end(user, rows) -> None:
 def test_nothing_is_published_for_a_rolled_back_change(user, rows) -> None:
     op = make(user, started_on=T0)
     with transaction.atomic():
-        control.request_cancel(op)
+        lifecycle.request_cancel(op)
         transaction.set_rollback(True)
     assert rows == []

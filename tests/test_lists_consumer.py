@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from liveops import grants
 from liveops.fanout import get_hub
-from liveops.lists import list_group, owner_list_group, publish_row
+from liveops.lists import list_group, owner_list_group
 from liveops.liveness import watchdog
+from liveops.receivers import publish_row
 from tests.testapp.models import Scripted
 from tests.viewers import (
     assert_closed_with,

@@ -28,7 +28,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from liveops.liveness import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, heartbeat
+from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted
+from liveops.liveness import heartbeat
 from liveops.models import LiveOperation
 from liveops.runners import NOT_QUEUED_MESSAGE, Runner
 from tests.pg_workers import wait_for

@@ -15,7 +15,7 @@ import pytest
 from lxml.html import HtmlElement
 
 from liveops.execution import execute
-from liveops.liveness import INTERRUPTED_MESSAGE
+from liveops.lifecycle import INTERRUPTED_MESSAGE
 from liveops.progress import Progress
 from liveops.publish import get_publisher
 from liveops.state import ERROR_MAX, STAGE_NAME_MAX, Phase
@@ -291,15 +291,15 @@ def test_stage_rejects_an_undeclared_name(op: Scripted, published: Published) ->
 
 
 def test_stages_are_marked_active_done_and_failed(op: Scripted, published: Published) -> None:
-    inside: list[tuple[str, dict[str, str], bool]] = []
+    inside: list[tuple[dict[str, str], bool]] = []
 
     def prepare(p: Progress) -> None:
         with p.stage("Prepare"):
             stored = Scripted.objects.get(pk=op.pk)
             live = published.wait_for(shows("stages", "Prepare (in progress) Work (pending)"))
-            inside.append((stored.current_stage, stored.stage_states, live))
+            inside.append((stored.stage_states, live))
         stored = Scripted.objects.get(pk=op.pk)
-        inside.append((stored.current_stage, stored.stage_states, True))
+        inside.append((stored.stage_states, True))
 
     def work(p: Progress) -> None:
         with p.stage("Work"):
@@ -307,12 +307,11 @@ def test_stages_are_marked_active_done_and_failed(op: Scripted, published: Publi
 
     op = run(op, prepare, work)
     assert inside == [
-        ("Prepare", {"Prepare": "active"}, True),
-        ("", {"Prepare": "done"}, True),
+        ({"Prepare": "active"}, True),
+        ({"Prepare": "done"}, True),
     ]
     assert op.get_state() is Phase.FINISHED_ERROR
     assert op.stage_states == {"Prepare": "done", "Work": "failed"}
-    assert op.current_stage == ""
     assert "RuntimeError: disk full" in op.traceback
     stages = region(published.terminal(), "stages")
     assert text(stages) == "1 of 2 stages done Prepare (done) Work (failed)"
@@ -379,7 +378,6 @@ def test_a_stage_after_the_end_is_ignored(
     op = run(op, step)
     assert op.get_state() is Phase.FINISHED_OK
     assert op.stage_states == {}
-    assert op.current_stage == ""
     assert any("stage" in message for message in liveops_warnings(caplog))
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.core import checks
 from django.test.utils import isolate_apps
 
-from liveops import control
+from liveops import lifecycle
 from liveops.checks import check_operation_models
 from liveops.fragments import render_container, render_regions
 from liveops.models import LiveOperation
@@ -129,7 +129,7 @@ def test_running_it_again_empties_the_regions(
 ) -> None:
     record = liveops_run(swapping(lambda p: p.swap("chart", CHART)))
     monkeypatch.setattr("liveops.runners.dispatch", lambda label, pk: None)
-    assert control.request_retry(record.op)
+    assert lifecycle.request_retry(record.op)
     record.op.refresh_from_db()
     assert record.op.extra_html == {}
     assert CHART not in render_regions(record.op, record.op.to_view())

@@ -18,9 +18,8 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from liveops.control import request_cancel, request_retry
 from liveops.fragments import phase_label
-from liveops.lifecycle import PHASE_FILTERS
+from liveops.lifecycle import PHASE_FILTERS, request_cancel, request_retry
 from liveops.models import LiveOperation
 from liveops.state import Phase
 

@@ -13,6 +13,7 @@ class LiveOpsConfig(AppConfig):
     verbose_name = "Live operations"
 
     def ready(self) -> None:
+        from liveops import receivers
         from liveops.checks import check_operation_models, check_runner, check_settings
         from liveops.checks_redis import check_redis_layers
         from liveops.checks_server import (
@@ -20,13 +21,15 @@ class LiveOpsConfig(AppConfig):
             check_runserver,
             check_uvicorn_websockets,
         )
-        from liveops.lists import publish_enqueued_row
         from liveops.runners import dispatch_enqueued
-        from liveops.signals import operation_enqueued
+        from liveops.signals import operation_changed, operation_enqueued
 
         # In this order: a list shows the operation before an eager runner ends it.
-        operation_enqueued.connect(publish_enqueued_row, dispatch_uid="liveops.lists")
+        operation_enqueued.connect(receivers.publish_enqueued_row, dispatch_uid="liveops.lists")
         operation_enqueued.connect(dispatch_enqueued, dispatch_uid="liveops.runners")
+        # The page first, then the lists (as each run publishes its own end).
+        operation_changed.connect(receivers.publish_changed_regions, dispatch_uid="liveops.pages")
+        operation_changed.connect(receivers.publish_changed_row, dispatch_uid="liveops.lists")
 
         checks.register(check_settings, "liveops")
         checks.register(check_runner, "liveops")

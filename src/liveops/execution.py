@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -20,18 +21,19 @@ from typing import Any
 from uuid import UUID
 
 from django.db import router, transaction
-from django.db.models import F
+from django.db.models import Model
 from django.utils import timezone, translation
 
 from liveops.conf import get_settings
 from liveops.exceptions import OperationCancelled, OperationInterrupted
-from liveops.lifecycle import in_phase
-from liveops.lists import publish_row_on_commit, row_sender
-from liveops.liveness import INTERRUPTED_MESSAGE, end_as_interrupted, heartbeat
+from liveops.fragments import render_update
+from liveops.lifecycle import INTERRUPTED_MESSAGE, End, claim, end_as_interrupted, finish_run
+from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
-from liveops.publish import get_publisher
+from liveops.publish import get_publisher, group_name
 from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
+from liveops.updates import Update
 
 __all__ = ["Run", "execute", "sigterm_as_exit"]
 
@@ -42,20 +44,16 @@ def execute(label: str, pk: UUID | str) -> None:
     """Claim and run the operation ``label``/``pk``; do nothing when it was claimed already."""
     with sigterm_as_exit():
         model = get_operation_model(label)
-        now = timezone.now()
-        claimable = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
-        # The version grows, so the started state outranks the waiting one everywhere.
-        if not claimable.update(started_on=now, heartbeat_on=now, version=F("version") + 1):
+        op = claim(model, pk)
+        if op is None:
             logger.info(
                 "liveops: %s %s was claimed already (or is gone); not running it.", label, pk
             )
             return
         run: Run | None = None
         try:
-            run = Run(model._default_manager.select_related("owner").get(pk=pk))
+            run = Run(op)
             heartbeat.add(run)
-            # Lists say "In progress", unless the run ends first (its end row says more).
-            run.channel.defer(row_sender(run.op))
             _run(run)
         except BaseException:
             # Stopped before run() could record its own end (e.g. SIGTERM at the start).
@@ -128,8 +126,11 @@ class Run:
 
     def __init__(self, op: LiveOperation) -> None:
         self.op = op
-        self.state = LiveState.from_view(op.to_view(), get_settings().LOG_TAIL, op.region_names())
-        self.channel = get_publisher().channel(op, self.state)
+        settings = get_settings()
+        self.state = LiveState.from_view(op.to_view(), settings.LOG_TAIL, op.region_names())
+        group = group_name(op.live_label(), op.pk)
+        render = functools.partial(_render, op, group, settings.LOG_TAIL)
+        self.channel = get_publisher().channel(group, self.state, render)
         self.notify = self.channel.notify
         self.declared_stage_names = tuple(op.stages)
         self.extra_region_names = tuple(op.extra_regions)
@@ -166,7 +167,6 @@ class Run:
         if self.state.set_stages(self._stages()):
             self.notify()
         self._queryset.update(
-            current_stage=name if stage_state is StageState.ACTIVE else "",
             stage_states=self._stage_states,
             version=self.state.version,
             heartbeat_on=timezone.now(),
@@ -191,7 +191,7 @@ class Run:
         """Finish successfully with ``context`` for the result template."""
         self.finish(Phase.FINISHED_OK, result_context=json_values(context))
 
-    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
+    def finish_chained(self, next_op: Model, context: Mapping[str, Any]) -> None:
         """Finish successfully, continuing in ``next_op``, which runs once this end commits."""
         if not isinstance(next_op, LiveOperation):
             raise TypeError(f"p.chain_to() takes a LiveOperation, not {next_op!r}.")
@@ -257,35 +257,34 @@ class Run:
             raise
 
     def _store_terminal(self, view: StateView) -> bool:
-        with transaction.atomic(using=self._db):
-            # Only an operation nobody else ended: a run that was declared lost or
-            # interrupted meanwhile keeps that end, and shows no other.
-            stored = self._queryset.filter(finished_on__isnull=True).update(
-                **_progress_columns(view, self.state.log_seq),
-                finished_on=timezone.now(),
-                finished_successfully=view.phase is Phase.FINISHED_OK,
-                cancelled=view.phase is Phase.CANCELLED,
-                result_context=view.result_context,
-                error_message=view.error_message,
-                traceback=view.traceback,
-                current_stage="",
-                stage_states=self._stage_states,
-                version=view.version,
-                heartbeat_on=timezone.now(),
-                interrupted=view.interrupted,
-                chained_to=view.chained_to,
-                extra_html=self._extra_html,
-            )
-            if not stored:
-                logger.warning("liveops: %s was ended elsewhere; dropping its own end.", self.op)
-                self.channel.close()
-                return False
-            transaction.on_commit(self.channel.finish, using=self._db)
-            publish_row_on_commit(type(self.op), self.op.pk, using=self._db)
+        end = End(view.phase, view.error_message, view.traceback, view.interrupted)
+        columns = {
+            **_progress_columns(view, self.state.log_seq),
+            "result_context": view.result_context,
+            "version": view.version,
+            "heartbeat_on": timezone.now(),
+            "chained_to": view.chained_to,
+            "extra_html": self._extra_html,
+        }
+        if finish_run(self.op, end, columns, using=self._db, then=self.channel.finish):
             return True
+        logger.warning("liveops: %s was ended elsewhere; dropping its own end.", self.op)
+        self.channel.close()
+        return False
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states
+
+
+def _render(
+    op: LiveOperation,
+    group: str,
+    log_max: int,
+    view: StateView,
+    regions: frozenset[str],
+    new_log: tuple[tuple[int, str], ...] | None,
+) -> Update:
+    return render_update(op, view, regions, group=group, new_log=new_log, log_max=log_max)
 
 
 def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:

@@ -1,27 +1,55 @@
-"""The operation's lifecycle, defined once: which stored rows are in which phase, and
-what a new attempt starts from (how an end closes open stages: ``state.close_open_stages``).
+"""The operation's lifecycle, defined once: its phases in SQL, and every transition.
 
 ``LiveOperation.get_state()`` reads a phase from one loaded row; ``PHASE_FILTERS`` says
-the same in SQL, for the claim, the watchdog, the sweep, cancel, retry and the admin.
-``tests/test_lifecycle.py`` checks the two against each other on every kind of row.
+the same in SQL (``tests/test_lifecycle.py`` checks the two against each other). Each
+transition is one conditional UPDATE, so of several processes deciding at once one
+wins, and an end that came first is kept. Every ending path stores an ``End`` (which
+closes open stages by one rule), and every committed transition is announced once,
+as ``operation_changed``: the live regions and list rows are its receivers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+import traceback as tb
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
-from django.db.models import Q, QuerySet
+from django.db import router, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
-from liveops.models import LiveOperation
-from liveops.state import Phase
+from liveops.conf import get_settings
+from liveops.models import LiveOperation, get_operation_model
+from liveops.signals import Transition, operation_changed
+from liveops.state import Phase, close_open_stages
 
 __all__ = [
+    "INTERRUPTED_MESSAGE",
+    "LOST_MESSAGE",
     "PHASE_FILTERS",
     "UNFINISHED",
+    "End",
+    "claim",
+    "end_as_interrupted",
+    "end_unqueued",
+    "finish_run",
     "fresh_attempt",
     "in_phase",
+    "request_cancel",
+    "request_retry",
 ]
+
+logger = logging.getLogger("liveops")
+
+LOST_MESSAGE = (
+    "This operation stopped responding: the process running it went away. You can start it again."
+)
+INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it shut down."
 
 #: Which stored fields make each phase (what ``LiveOperation.get_state()`` reads).
 PHASE_FILTERS: Mapping[Phase, Q] = {
@@ -59,3 +87,181 @@ def fresh_attempt() -> dict[str, Any]:
         for field in LiveOperation._meta.fields
         if field.name not in _KEPT_BY_A_NEW_ATTEMPT
     }
+
+
+@dataclass(frozen=True)
+class End:
+    """How an operation ended: what every ending path stores."""
+
+    phase: Phase
+    error_message: str = ""
+    traceback: str = ""
+    interrupted: bool = False
+
+    def columns(self, stage_states: Mapping[str, str]) -> dict[str, Any]:
+        """Return the stored fields of this end; a stage still open is closed by the phase."""
+        closed = close_open_stages(stage_states, self.phase)
+        return {
+            "finished_on": timezone.now(),
+            "finished_successfully": self.phase is Phase.FINISHED_OK,
+            "cancelled": self.phase is Phase.CANCELLED,
+            "error_message": self.error_message,
+            "interrupted": self.interrupted,
+            "stage_states": {name: state.value for name, state in closed.items()},
+            "version": F("version") + 1,
+            **({"traceback": self.traceback} if self.traceback else {}),
+        }
+
+
+def _announce(op: LiveOperation, transition: Transition) -> None:
+    """Send ``operation_changed``; a receiver that fails is logged, as the change is stored."""
+    results = operation_changed.send_robust(type(op), op=op, transition=transition)
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error(
+                "liveops: %r failed on %s of %s", receiver, transition.value, op, exc_info=result
+            )
+
+
+def _announce_on_commit(op: LiveOperation, transition: Transition, using: str) -> None:
+    transaction.on_commit(functools.partial(_announce, op, transition), using=using)
+
+
+def _db(model: type[LiveOperation]) -> str:
+    return router.db_for_write(model)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def claim(model: type[LiveOperation], pk: UUID | str) -> LiveOperation | None:
+    """Mark the operation started and return it (owner loaded); None if it was claimed already.
+
+    The version grows, so the started state outranks the waiting one everywhere.
+    """
+    now = timezone.now()
+    claimable = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
+    if not claimable.update(started_on=now, heartbeat_on=now, version=F("version") + 1):
+        return None
+    try:
+        op = model._default_manager.select_related("owner").get(pk=pk)
+        _announce_on_commit(op, Transition.STARTED, _db(model))
+    except BaseException:  # claimed but stopped (e.g. SIGTERM): say so, never leave it running
+        end_as_interrupted(
+            model, [pk], INTERRUPTED_MESSAGE, stale_only=False, traceback=tb.format_exc()
+        )
+        raise
+    return op
+
+
+def finish_run(
+    op: LiveOperation,
+    end: End,
+    columns: Mapping[str, Any],
+    *,
+    using: str,
+    then: Callable[[], None],
+) -> bool:
+    """Store the end ``op``'s run reached, with its other ``columns``; False if it ended already.
+
+    Only an operation nobody else ended: a run declared lost or interrupted meanwhile
+    keeps that end, and shows no other. Once this commits, ``then()`` (the run's own
+    terminal message) runs, and the end is announced.
+    """
+    with transaction.atomic(using=using):
+        unfinished = type(op)._default_manager.using(using).filter(UNFINISHED, pk=op.pk)
+        if not unfinished.update(**{**end.columns(op.stage_states), **columns}):
+            return False
+        transaction.on_commit(then, using=using)
+        stored = type(op)._default_manager.using(using).select_related("owner").get(pk=op.pk)
+        _announce_on_commit(stored, Transition.FINISHED, using)
+    return True
+
+
+# --- ends decided outside the run --------------------------------------------------------------
+
+
+def end_as_interrupted(
+    model: type[LiveOperation],
+    pks: Iterable[UUID | str],
+    message: str,
+    *,
+    stale_only: bool,
+    traceback: str = "",
+) -> list[LiveOperation]:
+    """End the still-running operations among ``pks`` as interrupted; return the ended.
+
+    With ``stale_only``, only those whose heartbeat is older than ``STALE_SECONDS``.
+    ``traceback`` (where the process was stopped, when known) is kept for staff.
+    """
+    candidates = in_phase(model._default_manager.filter(pk__in=list(pks)), Phase.STARTED)
+    if stale_only:
+        cutoff = timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
+        candidates = candidates.filter(heartbeat_on__lt=cutoff)
+    end = End(Phase.FINISHED_ERROR, message, traceback, interrupted=True)
+    ended = []
+    for op in candidates:
+        if candidates.filter(pk=op.pk).update(**end.columns(op.stage_states)):
+            op.refresh_from_db()
+            logger.warning("liveops: %s ended as interrupted: %s", op, message)
+            _announce_on_commit(op, Transition.INTERRUPTED, _db(model))
+            ended.append(op)
+    return ended
+
+
+def end_unqueued(label: str, pk: UUID | str, message: str) -> bool:
+    """End an operation no runner would take as failed; False if it had started or ended."""
+    model = get_operation_model(label)
+    waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
+    if not waiting.update(**End(Phase.FINISHED_ERROR, message).columns({})):
+        return False
+    _announce_on_commit(model._default_manager.get(pk=pk), Transition.NOT_QUEUED, _db(model))
+    return True
+
+
+# --- what a viewer may ask -------------------------------------------------------------------
+
+
+def request_cancel(op: LiveOperation) -> bool:
+    """Ask ``op`` to stop; return False when it has ended already.
+
+    A running operation sees the request at its next ``p.check_cancelled()`` (which
+    ``p.track()`` calls) and ends as cancelled. One that has not started ends as
+    cancelled now: the claim of a runner that comes later finds it finished.
+    """
+    unfinished = type(op)._default_manager.filter(UNFINISHED, pk=op.pk)
+    with transaction.atomic():
+        if not unfinished.update(cancel_requested=True, version=F("version") + 1):
+            return False
+        in_phase(unfinished, Phase.NOT_STARTED).update(**End(Phase.CANCELLED).columns({}))
+        op.refresh_from_db()
+        _announce_on_commit(op, Transition.CANCEL_REQUESTED, _db(type(op)))
+    return True
+
+
+def request_retry(op: LiveOperation) -> bool:
+    """Start a new attempt of ``op`` if it has ended; return False when it has not.
+
+    ``op.on_restart()`` resets the model's own fields first. The attempt number
+    grows, so every page watching replaces its regions in place (a newer attempt
+    outranks anything of an older one); the run is enqueued once this commits.
+    """
+    model = type(op)
+    with transaction.atomic():
+        ended = model._default_manager.select_for_update().filter(
+            pk=op.pk, finished_on__isnull=False
+        )
+        fresh = ended.first()
+        if fresh is None:
+            return False
+        fresh.on_restart()
+        for name, value in fresh_attempt().items():
+            setattr(fresh, name, value)
+        fresh.attempt += 1
+        fresh.version += 1
+        fresh.save()
+        # The new attempt's picture first, then the run (an eager one ends at once).
+        _announce_on_commit(fresh, Transition.RETRIED, _db(model))
+        fresh.enqueue()
+    op.refresh_from_db()
+    return True

@@ -2,24 +2,20 @@
 
 A row is rendered from the database only (``render_row``) and carries the same rank
 attributes as a region (attempt, terminal, version), so ``liveops.js`` applies rows by
-the rules it applies regions by. Whatever changes an operation's state publishes its
-row once the change commits (``publish_row_on_commit``): to the group of its owner and
-to the group of every operation of its type. A list socket joins one of the two
-(``list_group_for``): the one that matches ``viewable_by(user)``.
+the rules it applies regions by. Every committed change sends the row (``liveops.receivers``)
+to the group of its owner and to the group of every operation of its type
+(``row_messages``). A list socket joins one of the two (``list_group_for``): the one
+that matches ``viewable_by(user)``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
 from django.db.models import QuerySet
 from django.template.loader import select_template
 from django.utils import formats, timezone, translation
@@ -29,7 +25,6 @@ from django.utils.translation import gettext as _
 
 from liveops.fragments import client_texts, phase_label
 from liveops.models import LiveOperation, live_page_url
-from liveops.publish import _run_and_wait, get_publisher
 from liveops.updates import Chunk, Rank, Update
 
 __all__ = [
@@ -40,12 +35,9 @@ __all__ = [
     "list_texts",
     "owner_list_group",
     "page_rows",
-    "publish_enqueued_row",
-    "publish_row",
-    "publish_row_on_commit",
     "render_row",
     "row_id",
-    "row_sender",
+    "row_messages",
     "state_text",
 ]
 
@@ -217,62 +209,21 @@ def list_texts() -> dict[str, str]:
     }
 
 
-# --- publishing --------------------------------------------------------------------------------
+# --- the messages of a row --------------------------------------------------------------------
 
 
-def publish_row(model: type[LiveOperation], pk: Any) -> None:
-    """Send the operation's row, read fresh, to its owner's list and to the all list.
+def row_messages(op: LiveOperation) -> list[dict[str, Any]]:
+    """Return the channel-layer messages that carry ``op``'s row, as it is now, to its lists.
 
-    Call it once the change is committed (``publish_row_on_commit`` does). Nothing is
-    sent for an operation that is gone. Never raises: a list must not break an
-    operation. Waits for the sends (bounded) unless called on an event loop.
+    To the group of its owner and to the group of every operation of its type. Never
+    raises (a list must not break an operation): a row that cannot be rendered is
+    logged and sent nowhere.
     """
-    try:
-        op = (
-            model._default_manager.using(router.db_for_write(model))
-            .select_related("owner")
-            .filter(pk=pk)
-            .first()
-        )
-        if op is None:
-            return
-        publisher = get_publisher()
-        _run_and_wait(publisher.loop, row_sender(op)(), f"the list row of {op}")
-    except Exception as exc:
-        logger.warning("liveops could not publish the list row of %s %s: %r", model, pk, exc)
-
-
-def row_sender(op: LiveOperation) -> Callable[[], Coroutine[Any, Any, None]]:
-    """Render the row of ``op`` as it is now; return what sends it, for the publisher's loop.
-
-    ``op`` needs its owner loaded (``select_related("owner")``): the sending runs on an
-    event loop, where no query may run.
-    """
-    messages: list[dict[str, Any]] = []
     try:
         label = op.live_label()
         region = {f"row-{op.pk}": (Chunk(_rank(op), render_row(op)),)}
-        for group in (owner_list_group(label, op.owner_id), list_group(label)):
-            messages.append(Update(group, region).to_message())
-    except Exception as exc:  # a list must not break an operation
+        groups = (owner_list_group(label, op.owner_id), list_group(label))
+        return [Update(group, region).to_message() for group in groups]
+    except Exception as exc:
         logger.warning("liveops could not render the list row of %s: %r", op, exc)
-
-    async def send() -> None:
-        publisher = get_publisher()
-        await asyncio.gather(*(publisher.send(m["group"], m) for m in messages))
-
-    return send
-
-
-def publish_enqueued_row(sender: type[LiveOperation], pk: Any, **kwargs: Any) -> None:
-    """Receive ``operation_enqueued``: the lists show the operation as waiting."""
-    publish_row(sender, pk)
-
-
-def publish_row_on_commit(model: type[LiveOperation], pk: Any, using: str | None = None) -> None:
-    """Publish the operation's row once the current transaction commits (now, without one)."""
-    transaction.on_commit(
-        functools.partial(publish_row, model, pk),
-        using=using or router.db_for_write(model),
-        robust=True,
-    )
+        return []

@@ -19,29 +19,19 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.db import connections
-from django.db.models import F
 from django.utils import timezone
 
 from liveops.conf import get_settings
-from liveops.lifecycle import in_phase
-from liveops.lists import publish_row_on_commit
-from liveops.models import LiveOperation, get_operation_model
-from liveops.publish import publish_snapshot
-from liveops.state import Phase, close_open_stages
-
-if TYPE_CHECKING:
-    from liveops.execution import Run
+from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, in_phase
+from liveops.models import LiveOperation
+from liveops.state import Phase
 
 __all__ = [
-    "INTERRUPTED_MESSAGE",
-    "LOST_MESSAGE",
-    "end_as_interrupted",
-    "end_unqueued",
     "ensure_fresh",
     "expire_stale",
     "expire_stale_among",
@@ -52,57 +42,18 @@ __all__ = [
 
 logger = logging.getLogger("liveops")
 
-LOST_MESSAGE = (
-    "This operation stopped responding: the process running it went away. You can start it again."
-)
-INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it shut down."
+
+class Beating(Protocol):
+    """A run whose heartbeat this process keeps (``liveops.execution.Run``)."""
+
+    @property
+    def op(self) -> LiveOperation: ...
+
+    def interrupt(self) -> None: ...
 
 
 def _running(model: type[LiveOperation]) -> Any:
     return in_phase(model._default_manager.all(), Phase.STARTED)
-
-
-def end_as_interrupted(
-    model: type[LiveOperation],
-    pks: Iterable[UUID | str],
-    message: str,
-    *,
-    stale_only: bool,
-    traceback: str = "",
-) -> list[LiveOperation]:
-    """End the still-running operations among ``pks`` as interrupted; publish each end.
-
-    With ``stale_only``, only those whose heartbeat is older than ``STALE_SECONDS``.
-    ``traceback`` (where the process was stopped, when known) is kept for staff.
-    The UPDATE is conditional, so of several processes deciding at once one wins,
-    and an operation that finished meanwhile keeps its real end. Return the ended.
-    """
-    candidates = _running(model).filter(pk__in=list(pks))
-    if stale_only:
-        cutoff = timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
-        candidates = candidates.filter(heartbeat_on__lt=cutoff)
-    ended = []
-    for op in candidates:
-        stages = close_open_stages(op.stage_states, Phase.FINISHED_ERROR)
-        won = candidates.filter(pk=op.pk).update(
-            finished_on=timezone.now(),
-            finished_successfully=False,
-            interrupted=True,
-            error_message=message,
-            current_stage="",
-            stage_states=stages,
-            version=F("version") + 1,
-            **({"traceback": traceback} if traceback else {}),
-        )
-        if won:
-            op.refresh_from_db()
-            logger.warning("liveops: %s ended as interrupted: %s", op, message)
-            # Not the log: the database has none of a run that never stored its end,
-            # and the lines a viewer already holds are worth keeping on screen.
-            publish_snapshot(op, regions=[r for r in op.region_names() if r != "log"])
-            publish_row_on_commit(model, op.pk)
-            ended.append(op)
-    return ended
 
 
 def is_stale(op: LiveOperation) -> bool:
@@ -130,21 +81,6 @@ def expire_stale_among(model: type[LiveOperation], ops: Iterable[LiveOperation])
     return bool(stale)
 
 
-def end_unqueued(label: str, pk: UUID | str, message: str) -> None:
-    """End an operation no runner would take as failed (only if it never started)."""
-    model = get_operation_model(label)
-    waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
-    ended = waiting.update(
-        finished_on=timezone.now(),
-        finished_successfully=False,
-        error_message=message,
-        version=F("version") + 1,
-    )
-    if ended:
-        publish_snapshot(model._default_manager.get(pk=pk))
-        publish_row_on_commit(model, pk)
-
-
 def expire_stale(model: type[LiveOperation], pks: Iterable[UUID | str] | None = None) -> int:
     """End the lost operations of ``model`` (all of them, or those in ``pks``); count them."""
     if pks is None:
@@ -167,11 +103,11 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: set[Run] = set()
+        self._runs: set[Beating] = set()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
-    def add(self, run: Run) -> None:
+    def add(self, run: Beating) -> None:
         """Start beating for ``run`` (and end it as interrupted if the process exits)."""
         with self._lock:
             self._runs.add(run)
@@ -182,12 +118,12 @@ class Heartbeat:
                 self._thread.start()
                 atexit.register(self.interrupt_all)
 
-    def remove(self, run: Run) -> None:
+    def remove(self, run: Beating) -> None:
         """Stop beating for ``run``."""
         with self._lock:
             self._runs.discard(run)
 
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[Beating]:
         """Return the runs of this process."""
         with self._lock:
             return list(self._runs)

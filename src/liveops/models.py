@@ -68,7 +68,6 @@ class LiveOperation(models.Model):
     # What p.track() counted: done, total, label, unit.
     track = models.JSONField(_("tracked count"), default=dict, blank=True, editable=False)
     # Stage boundaries and bookkeeping: always written.
-    current_stage = models.CharField(_("current stage"), max_length=200, blank=True)
     stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
     attempt = models.PositiveIntegerField(_("attempt"), default=1, editable=False)
     heartbeat_on = models.DateTimeField(_("heartbeat"), null=True, blank=True, editable=False)

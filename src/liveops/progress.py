@@ -10,8 +10,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from django.db.models import Model
 from django.template.loader import render_to_string
 
 from liveops.exceptions import OperationCancelled, OperationInterrupted
@@ -25,9 +26,6 @@ from liveops.state import (
     StageState,
     clip,
 )
-
-if TYPE_CHECKING:
-    from liveops.models import LiveOperation
 
 __all__ = ["Progress", "RunControl"]
 
@@ -62,7 +60,7 @@ class RunControl(Protocol):
     def swap(self, region: str, html: str) -> None: ...
     def cancel_requested(self) -> bool: ...
     def finish_ok(self, context: Mapping[str, Any]) -> None: ...
-    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None: ...
+    def finish_chained(self, next_op: Model, context: Mapping[str, Any]) -> None: ...
     def finish_error(self, message: str, traceback: str) -> None: ...
 
 
@@ -197,7 +195,7 @@ class Progress:
         self._finished = True
 
     def chain_to(
-        self, next_op: LiveOperation, context: Mapping[str, Any] | None = None, **extra: Any
+        self, next_op: Model, context: Mapping[str, Any] | None = None, **extra: Any
     ) -> None:
         """Finish successfully and continue in ``next_op``; watching pages switch to it.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -23,17 +23,17 @@ from typing import Any
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from liveops.conf import get_settings, report_missing_layer
-from liveops.fragments import render_update
-from liveops.models import LiveOperation
-from liveops.state import LiveState
+from liveops.state import LiveState, StateView
+from liveops.updates import Update
 
 __all__ = [
     "LiveChannel",
     "Publisher",
+    "Render",
     "bind_server_loop",
     "get_publisher",
     "group_name",
-    "publish_snapshot",
+    "run_on_publisher",
 ]
 
 logger = logging.getLogger("liveops")
@@ -48,6 +48,11 @@ FINISH_TIMEOUT = 5.0
 STEADY_REGIONS = frozenset({"status", "progress", "stages"})
 #: A running operation that sent nothing for this long sends its steady regions again.
 KEYFRAME_INTERVAL = 5.0
+
+
+#: Renders the ``regions`` of a view as one update: ``(view, regions, new_log) -> Update``,
+#: where ``new_log`` holds the log lines since the last flush (None: the whole tail).
+Render = Callable[[StateView, frozenset[str], tuple[tuple[int, str], ...] | None], Update]
 
 
 def group_name(label: str, pk: object) -> str:
@@ -115,26 +120,23 @@ class Publisher:
         else:
             await layer.group_send(group, message)
 
-    def channel(self, op: LiveOperation, state: LiveState) -> LiveChannel:
-        """Return a new channel that publishes ``state`` of ``op``."""
-        return LiveChannel(self, op, state)
+    def channel(self, group: str, state: LiveState, render: Render) -> LiveChannel:
+        """Return a new channel that publishes ``state`` to ``group``, drawn by ``render``."""
+        return LiveChannel(self, group, state, render)
 
 
 class LiveChannel:
     """Coalesce the changes of one operation's state into throttled messages."""
 
-    def __init__(self, publisher: Publisher, op: LiveOperation, state: LiveState) -> None:
-        settings = get_settings()
+    def __init__(self, publisher: Publisher, group: str, state: LiveState, render: Render) -> None:
         self._publisher = publisher
         self._loop = publisher.loop
-        self._op = op
+        self._group = group
         self._state = state
-        self._group = group_name(op.live_label(), op.pk)
-        self._interval = settings.flush_interval
-        self._log_max = settings.LOG_TAIL
+        self._render = render
+        self._interval = get_settings().flush_interval
         self._timer: asyncio.TimerHandle | None = None
         self._keyframe: asyncio.TimerHandle | None = None
-        self._deferred: asyncio.TimerHandle | None = None
         self._flushing = False
         self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
         self._last_sent = float("-inf")
@@ -166,13 +168,11 @@ class LiveChannel:
                 return
             view, regions = changes.view, changes.regions | STEADY_REGIONS
             new_log = None if "log" not in regions else changes.new_log
-            update = render_update(
-                self._op, view, regions, group=self._group, new_log=new_log, log_max=self._log_max
-            )
+            update = self._render(view, regions, new_log)
             self._last_sent = self._loop.time()
             await self._publisher.send(self._group, update.to_message())
         except Exception:
-            logger.exception("liveops could not publish %s", self._op)
+            logger.exception("liveops could not publish to %s", self._group)
         finally:
             self._flushing = False
             if not terminal:
@@ -196,10 +196,10 @@ class LiveChannel:
             self._schedule()
 
     def _close(self) -> None:
-        for timer in (self._timer, self._keyframe, self._deferred):
+        for timer in (self._timer, self._keyframe):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._keyframe = self._deferred = None
+        self._timer = self._keyframe = None
         self._closed = True
 
     async def _finish(self) -> None:
@@ -207,27 +207,13 @@ class LiveChannel:
         self._state.release()
         await self._flush(terminal=True)
 
-    def defer(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``send()`` one interval from now, unless the run ends first (thread-safe).
-
-        What a short run would make stale at once (the list row saying it started) is
-        then never sent: its end says more, in one message fewer.
-        """
-        self._loop.call_soon_threadsafe(self._arm_deferred, send)
-
-    def _arm_deferred(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        if not self._closed:
-            self._deferred = self._loop.call_later(
-                self._interval, lambda: self._loop.create_task(send())
-            )
-
     def close(self) -> None:
         """Stop publishing without a terminal message (the run could not store its end)."""
         self._loop.call_soon_threadsafe(self._close)
 
     def finish(self) -> None:
-        """Send the terminal state now (see ``_run_and_wait`` for the wait)."""
-        _run_and_wait(self._loop, self._finish(), f"the final update of {self._op}")
+        """Send the terminal state now (see ``run_on_publisher`` for the wait)."""
+        run_on_publisher(self._finish(), f"the final update of {self._group}")
 
 
 def _in_event_loop() -> bool:
@@ -238,15 +224,13 @@ def _in_event_loop() -> bool:
     return True
 
 
-def _run_and_wait(
-    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None], what: str
-) -> None:
-    """Run ``coroutine`` on the publisher's ``loop``; wait for it, bounded, from plain threads.
+def run_on_publisher(coroutine: Coroutine[Any, Any, None], what: str) -> None:
+    """Run ``coroutine`` on the publisher's loop; wait for it, bounded, from plain threads.
 
     A thread that runs an event loop does not wait: blocking it could block the very
     loop (the publisher's, or the server's for an in-memory layer) that has to deliver.
     """
-    future: Future[None] = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    future: Future[None] = asyncio.run_coroutine_threadsafe(coroutine, _publisher.loop)
     if _in_event_loop():
         return
     try:
@@ -266,20 +250,3 @@ def get_publisher() -> Publisher:
 def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Remember the server's event loop (called by the consumer on connect)."""
     _publisher.bind_server_loop(loop)
-
-
-def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) -> None:
-    """Send ``regions`` of ``op`` (all by default) as stored to its viewers.
-
-    For changes decided outside ``run()``: a cancel, a retry, an end of a lost run.
-
-    Call it after the state is committed; it waits (bounded) for the send unless
-    called on an event loop.
-    """
-    view = op.to_view()
-    group = group_name(op.live_label(), op.pk)
-    names = op.region_names() if regions is None else regions
-    update = render_update(op, view, names, group=group, log_max=get_settings().LOG_TAIL)
-    message = update.to_message()
-    publisher = get_publisher()
-    _run_and_wait(publisher.loop, publisher.send(group, message), f"the update of {op}")

@@ -1,15 +1,39 @@
 """The signals of an operation's life, each sent once its change is committed.
 
-The model sends them and knows nothing of who listens: the live lists and the
-runners are receivers, connected in ``LiveOpsConfig.ready()`` in the order they
-must run (the list shows an operation before a runner can end it).
+The model and the lifecycle send them and know nothing of who listens: the live
+regions, the live lists and the runners are receivers (``liveops.receivers``,
+``liveops.runners``), connected in ``LiveOpsConfig.ready()`` in the order they must
+run (a page and a list show a change before a runner can act on it).
 """
 
 from __future__ import annotations
 
+import enum
+
 from django.dispatch import Signal
 
-__all__ = ["operation_enqueued"]
+__all__ = ["Transition", "operation_changed", "operation_enqueued"]
+
+
+class Transition(enum.Enum):
+    """What changed an operation's stored state (``operation_changed``'s ``transition``)."""
+
+    STARTED = "started"  # a runner claimed it
+    FINISHED = "finished"  # its run stored the end it reached
+    INTERRUPTED = "interrupted"  # ended from outside its run: lost, or its process stopped
+    NOT_QUEUED = "not_queued"  # ended as failed: no runner would take it
+    CANCEL_REQUESTED = "cancel_requested"  # a viewer asked; one still waiting ended cancelled
+    RETRIED = "retried"  # a new attempt, enqueued next
+
+    @property
+    def published_by_its_run(self) -> bool:
+        """Return whether the run's own channel sends the regions this change alters."""
+        return self in (Transition.STARTED, Transition.FINISHED)
+
 
 #: An operation was saved to be run: ``sender`` is its model, ``pk`` its primary key.
 operation_enqueued = Signal()
+
+#: A transition was committed: ``sender`` is the model, ``op`` the operation as stored
+#: after it, ``transition`` a ``Transition``.
+operation_changed = Signal()

@@ -45,7 +45,7 @@ STATUS_LEVELS = ("info", "success", "warning", "error")
 STATUS_MAX = 1_000
 LOG_LINE_MAX = 2_000
 ERROR_MAX = 10_000
-STAGE_NAME_MAX = 200  # the length of LiveOperation.current_stage
+STAGE_NAME_MAX = 200  # a name for people to read, shown in the stages region
 #: p.swap() content is sent with its region and stored; a page region has no use for more.
 EXTRA_HTML_MAX = 100_000
 

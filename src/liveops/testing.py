@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
+from django.db.models import Model
+
 from liveops.exceptions import OperationCancelled
 from liveops.progress import Progress
 from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
@@ -53,7 +55,7 @@ class _MemoryRun:
         self.declared_stage_names = tuple(declared)
         self.extra_region_names = tuple(getattr(op, "extra_regions", ()))
         self.state = LiveState(StateView(), log_tail)
-        self.next_op: LiveOperation | None = None
+        self.next_op: Model | None = None
         self.state.start()
         self.interrupt_requested = False
         self.stage_states: dict[str, StageState] = dict.fromkeys(declared, StageState.PENDING)
@@ -78,7 +80,7 @@ class _MemoryRun:
         # What the result template gets: JSON values only (dates become strings).
         self._finish(Phase.FINISHED_OK, result_context=json_values(context))
 
-    def finish_chained(self, next_op: LiveOperation, context: Mapping[str, Any]) -> None:
+    def finish_chained(self, next_op: Model, context: Mapping[str, Any]) -> None:
         # Nothing is saved or enqueued: the test asserts on RecordingProgress.next_op.
         self.next_op = next_op
         chained = {"op": "", "url": "", "title": str(next_op)}
@@ -198,7 +200,7 @@ class RecordingProgress(Progress):
         super().swap(region, html, template=template, context=context)
 
     def chain_to(
-        self, next_op: LiveOperation, context: Mapping[str, Any] | None = None, **extra: Any
+        self, next_op: Model, context: Mapping[str, Any] | None = None, **extra: Any
     ) -> None:
         self._record("chain_to", next_op, context, **extra)
         super().chain_to(next_op, context, **extra)
@@ -282,7 +284,7 @@ class RecordingProgress(Progress):
         return dict(self.view.extra_html)
 
     @property
-    def next_op(self) -> LiveOperation | None:
+    def next_op(self) -> Model | None:
         """The operation ``chain_to()`` continued in (neither saved nor enqueued here)."""
         return self._memory.next_op
 

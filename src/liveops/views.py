@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.generic import DetailView, ListView
 
-from liveops.control import request_cancel, request_retry
+from liveops.lifecycle import request_cancel, request_retry
 from liveops.lists import list_queryset
 from liveops.liveness import ensure_fresh, expire_stale_among
 from liveops.models import LiveOperation, get_operation_model

@@ -76,7 +76,7 @@ def dispatch(label: str, pk: UUID | str) -> None:
         runner = get_runner()
         runner.enqueue(label, pk)
     except Exception as exc:
-        from liveops.liveness import end_unqueued
+        from liveops.lifecycle import end_unqueued
 
         if _is_configuration_error(exc, runner):
             logger.error(

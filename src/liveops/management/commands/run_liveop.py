@@ -29,9 +29,9 @@ from django.db import connections, models
 from django.utils import timezone
 from django.utils.formats import number_format
 
-from liveops.control import request_cancel
 from liveops.execution import Run, execute, sigterm_as_exit
 from liveops.fragments import count_text
+from liveops.lifecycle import request_cancel
 from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model
 from liveops.state import Phase, StateView
@@ -290,7 +290,7 @@ def run_in_thread(label: str, pk: Any, outcome: Outcome) -> None:
 def find_run(op: LiveOperation) -> Run | None:
     """Return this process's run of ``op`` once it has started."""
     for run in heartbeat.runs():
-        if type(run.op) is type(op) and run.op.pk == op.pk:
+        if isinstance(run, Run) and type(run.op) is type(op) and run.op.pk == op.pk:
             return run
     return None
 

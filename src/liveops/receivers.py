@@ -1,0 +1,146 @@
+"""What a committed change sends: the live regions it altered, and its list row.
+
+The receivers of ``operation_changed`` and ``operation_enqueued``, connected in
+``LiveOpsConfig.ready()``. Each sends once the change is committed, waits (bounded)
+for the send unless called on an event loop, and never raises for a list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import router
+
+from liveops.conf import get_settings
+from liveops.fragments import render_update
+from liveops.lists import row_messages
+from liveops.models import LiveOperation
+from liveops.publish import get_publisher, group_name, run_on_publisher
+from liveops.signals import Transition
+
+__all__ = [
+    "publish_changed_regions",
+    "publish_changed_row",
+    "publish_enqueued_row",
+    "publish_row",
+    "publish_snapshot",
+    "send_row",
+]
+
+logger = logging.getLogger("liveops")
+
+
+# --- the live regions --------------------------------------------------------------------------
+
+
+def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) -> None:
+    """Send ``regions`` of ``op`` (all by default) as stored to its viewers."""
+    group = group_name(op.live_label(), op.pk)
+    names = op.region_names() if regions is None else regions
+    update = render_update(op, op.to_view(), names, group=group, log_max=get_settings().LOG_TAIL)
+    run_on_publisher(get_publisher().send(group, update.to_message()), f"the update of {op}")
+
+
+def publish_changed_regions(
+    sender: type[LiveOperation], op: LiveOperation, transition: Transition, **kwargs: Any
+) -> None:
+    """Receive ``operation_changed``: send the regions a change from outside the run altered."""
+    if not transition.published_by_its_run:
+        publish_snapshot(op, _altered_regions(op, transition))
+
+
+def _altered_regions(op: LiveOperation, transition: Transition) -> Iterable[str]:
+    if transition is Transition.CANCEL_REQUESTED and op.finished_on is None:
+        return ("notice",)  # every page says "Cancelling…"; the run's end says the rest
+    if transition is Transition.INTERRUPTED:
+        # Not the log: the database has none of a run that never stored its end,
+        # and the lines a viewer already holds are worth keeping on screen.
+        return [name for name in op.region_names() if name != "log"]
+    return op.region_names()
+
+
+# --- the list rows -----------------------------------------------------------------------------
+
+
+def publish_changed_row(
+    sender: type[LiveOperation], op: LiveOperation, transition: Transition, **kwargs: Any
+) -> None:
+    """Receive ``operation_changed``: send the operation's row to the lists."""
+    if transition is Transition.STARTED:
+        _started_rows.hold(op)
+    elif transition is not Transition.RETRIED:  # a retry's enqueue sends its row next
+        _started_rows.drop(op)
+        send_row(op)
+
+
+def publish_enqueued_row(sender: type[LiveOperation], pk: Any, **kwargs: Any) -> None:
+    """Receive ``operation_enqueued``: the lists show the operation as waiting."""
+    publish_row(sender, pk)
+
+
+def publish_row(model: type[LiveOperation], pk: Any) -> None:
+    """Send the operation's row, read fresh; nothing for an operation that is gone."""
+    try:
+        primary = model._default_manager.using(router.db_for_write(model))  # no replica lag
+        op = primary.select_related("owner").filter(pk=pk).first()
+    except Exception as exc:  # a list must not break an operation
+        logger.warning("liveops could not read the list row of %s %s: %r", model, pk, exc)
+        return
+    if op is not None:
+        send_row(op)
+
+
+def send_row(op: LiveOperation) -> None:
+    """Send the row of ``op`` as loaded to its lists."""
+    run_on_publisher(_send_all(row_messages(op)), f"the list row of {op}")
+
+
+async def _send_all(messages: list[dict[str, Any]]) -> None:
+    publisher = get_publisher()
+    await asyncio.gather(*(publisher.send(message["group"], message) for message in messages))
+
+
+class _HeldRows:
+    """Rows saying "In progress", held one flush interval before they are sent.
+
+    A run shorter than that ends first, and its end row replaces the held one: it says
+    more, in one message fewer. The timers live on the publisher's loop.
+    """
+
+    def __init__(self) -> None:
+        self._timers: dict[tuple[str, Any], asyncio.TimerHandle] = {}
+
+    def hold(self, op: LiveOperation) -> None:
+        messages, loop = row_messages(op), get_publisher().loop
+        delay = get_settings().flush_interval
+        loop.call_soon_threadsafe(self._arm, loop, (op.live_label(), op.pk), messages, delay)
+
+    def drop(self, op: LiveOperation) -> None:
+        get_publisher().loop.call_soon_threadsafe(self._cancel, (op.live_label(), op.pk))
+
+    def _arm(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: tuple[str, Any],
+        messages: list[dict[str, Any]],
+        delay: float,
+    ) -> None:
+        self._cancel(key)
+        self._timers[key] = loop.call_later(delay, self._release, loop, key, messages)
+
+    def _release(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, Any], messages: list[dict[str, Any]]
+    ) -> None:
+        del self._timers[key]
+        loop.create_task(_send_all(messages))
+
+    def _cancel(self, key: tuple[str, Any]) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+
+_started_rows = _HeldRows()

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from liveops.execution import execute
+from liveops.lifecycle import LOST_MESSAGE, end_as_interrupted
 from liveops.state import Phase
 from tests.testapp.models import Endless, Scripted
 
@@ -53,6 +54,14 @@ def test_the_list_filters_by_state_and_owner(admin_client, user, other_user) -> 
     assert listed(admin_client, "?state=NOT_STARTED") == ["Waiting to start"]
     assert sorted(listed(admin_client, f"?owner__id__exact={user.pk}")) == ["Failed", "Finished"]
     assert listed(admin_client, "?state=<script>") == []
+
+
+def test_the_state_filter_finds_interrupted_operations(admin_client, user) -> None:
+    ended(user, lambda p: p.error("disk full"))
+    lost = Scripted.objects.create(owner=user, started_on=timezone.now())
+    assert end_as_interrupted(Scripted, [lost.pk], LOST_MESSAGE, stale_only=False)
+    assert listed(admin_client, "?state=INTERRUPTED") == ["Interrupted"]
+    assert sorted(listed(admin_client, "?state=FINISHED_ERROR")) == ["Failed", "Interrupted"]
 
 
 def test_it_is_read_only_and_shows_the_traceback(admin_client, user) -> None:

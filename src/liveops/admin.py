@@ -26,6 +26,9 @@ from liveops.state import Phase
 __all__ = ["LiveOperationAdmin", "StateFilter"]
 
 
+_INTERRUPTED = "INTERRUPTED"
+
+
 class StateFilter(admin.SimpleListFilter):
     """Filter operations by their phase."""
 
@@ -33,12 +36,16 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(phase.value, str(phase_label(phase))) for phase in Phase]
+        phases = [(phase.value, str(phase_label(phase))) for phase in Phase]
+        # Not a phase (on the wire an interruption is a failure), but what an operator asks.
+        return [*phases, (_INTERRUPTED, str(phase_label(Phase.FINISHED_ERROR, interrupted=True)))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         wanted = self.value()
         if wanted is None:
             return queryset
+        if wanted == _INTERRUPTED:
+            return queryset.filter(interrupted=True)
         try:
             return queryset.filter(PHASE_FILTERS[Phase(wanted)])
         except ValueError:  # a hand-written ?state= that names no phase

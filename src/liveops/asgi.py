@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 
 from liveops.liveness import heartbeat
 
-__all__ = ["UVICORN_WITHOUT_WEBSOCKETS", "LiveOpsLifespan", "websocket_library"]
+__all__ = ["LiveOpsLifespan"]
 
 logger = logging.getLogger("liveops")
 

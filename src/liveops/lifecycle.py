@@ -28,21 +28,7 @@ from liveops.models import LiveOperation, get_operation_model
 from liveops.signals import Transition, operation_changed
 from liveops.state import Phase, close_open_stages
 
-__all__ = [
-    "INTERRUPTED_MESSAGE",
-    "LOST_MESSAGE",
-    "PHASE_FILTERS",
-    "UNFINISHED",
-    "End",
-    "claim",
-    "end_as_interrupted",
-    "end_unqueued",
-    "finish_run",
-    "fresh_attempt",
-    "in_phase",
-    "request_cancel",
-    "request_retry",
-]
+__all__ = ["PHASE_FILTERS", "UNFINISHED", "in_phase", "request_cancel", "request_retry"]
 
 logger = logging.getLogger("liveops")
 

@@ -27,19 +27,7 @@ from liveops.fragments import client_texts, phase_label
 from liveops.models import LiveOperation, live_page_url
 from liveops.updates import Chunk, Rank, Update
 
-__all__ = [
-    "format_duration",
-    "list_group",
-    "list_group_for",
-    "list_queryset",
-    "list_texts",
-    "owner_list_group",
-    "page_rows",
-    "render_row",
-    "row_id",
-    "row_messages",
-    "state_text",
-]
+__all__ = ["list_queryset"]
 
 logger = logging.getLogger("liveops")
 

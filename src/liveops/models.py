@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from liveops.progress import Progress
 
-__all__ = ["LiveOperation", "Phase", "get_operation_model", "live_page_url"]
+__all__ = ["LiveOperation", "Phase", "StageState", "get_operation_model"]
 
 
 class LiveOperation(models.Model):

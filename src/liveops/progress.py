@@ -27,7 +27,7 @@ from liveops.state import (
     clip,
 )
 
-__all__ = ["Progress", "RunControl"]
+__all__ = ["Progress"]
 
 logger = logging.getLogger("liveops")
 T = TypeVar("T")

@@ -13,20 +13,12 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from liveops.conf import RUNNER_ALIASES, get_settings
+from liveops.execution import execute
 
 if TYPE_CHECKING:
     from liveops.models import LiveOperation
 
-__all__ = [
-    "NOT_QUEUED_MESSAGE",
-    "NOT_SET_UP_MESSAGE",
-    "Runner",
-    "RunnerUnavailable",
-    "dispatch",
-    "dispatch_enqueued",
-    "get_runner",
-    "load_runner_class",
-]
+__all__ = ["Runner", "RunnerUnavailable", "execute"]
 
 logger = logging.getLogger("liveops")
 

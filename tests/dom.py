@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import lxml.html
 from lxml import etree
 from lxml.html import HtmlElement
 
-__all__ = ["BOOKKEEPING", "Page", "parse"]
+from liveops.protocol import ATTRIBUTES as A
+
+__all__ = ["BOOKKEEPING", "Page", "canonical", "log_max", "parse", "rank"]
 
 #: Attributes that differ between a region built by ticks and the same region
 #: rendered whole, by design: a region keeps the version and the phase it was
 #: last rendered at (docs/protocol.md, "Regions").
-BOOKKEEPING: tuple[str, ...] = ("data-liveop-v", "data-liveop-state")
+BOOKKEEPING: tuple[str, ...] = (A["version"], A["state"])
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def parse(html: str) -> HtmlElement:
@@ -27,15 +32,43 @@ def parse(html: str) -> HtmlElement:
     return lxml.html.fragment_fromstring(html, create_parent="div")
 
 
+def _integer(value: str | None) -> int | None:
+    """Return the whole number ``value`` spells (as liveops.js reads one), or None."""
+    return int(value) if value is not None and _INTEGER.fullmatch(value) else None
+
+
 def _int(el: HtmlElement, name: str) -> int:
-    try:
-        return int(el.get(name, ""))
-    except ValueError:
-        return 0
+    """Versions, attempts and seqs: missing or non-numeric ("", "zz", "2x") counts as 0."""
+    value = _integer(el.get(name))
+    return 0 if value is None else value
 
 
 def _terminal(el: HtmlElement) -> bool:
-    return el.get("data-liveop-terminal") is not None
+    return el.get(A["terminal"]) is not None
+
+
+def rank(el: HtmlElement) -> tuple[int, bool, int]:
+    """Return (attempt, terminal, version), how the client orders elements of a region."""
+    return _int(el, A["attempt"]), _terminal(el), _int(el, A["version"])
+
+
+def log_max(el: HtmlElement) -> int | None:
+    """Return how many lines the log keeps, or None: no limit unless a whole number >= 0."""
+    value = _integer(el.get(A["log_max"]))
+    return value if value is not None and value >= 0 else None
+
+
+def canonical(element: HtmlElement | str, ignore: tuple[str, ...] = ()) -> str:
+    """Return an element's outerHTML with sorted attributes and ``ignore`` left out."""
+    el = copy.deepcopy(element) if isinstance(element, HtmlElement) else parse(element)[0]
+    el.tail = None
+    for name in ignore:
+        el.attrib.pop(name, None)
+    for node in el.iter(etree.Element):
+        items = sorted(node.attrib.items())
+        node.attrib.clear()
+        node.attrib.update(items)
+    return lxml.html.tostring(el, encoding="unicode")
 
 
 def _lines(log: HtmlElement) -> list[HtmlElement]:
@@ -69,7 +102,7 @@ class Page:
         for new in list(parse(html)):
             old = self.find(new.get("id") or "")
             # Rule 6; the container and the connection region are never replaced.
-            if old is None or old.get("data-liveop") is not None:
+            if old is None or old.get(A["op"]) is not None:
                 continue
             if "liveops-connection" in (old.get("class") or "").split():
                 continue
@@ -80,8 +113,8 @@ class Page:
     def _apply(self, old: HtmlElement, new: HtmlElement) -> bool:
         """Apply ``new`` over ``old``; return whether the page changed."""
         old_attempt, new_attempt = (
-            _int(old, "data-liveop-attempt"),
-            _int(new, "data-liveop-attempt"),
+            _int(old, A["attempt"]),
+            _int(new, A["attempt"]),
         )
         if new_attempt < old_attempt:  # rule 1
             return False
@@ -89,14 +122,14 @@ class Page:
             if _terminal(old) != _terminal(new):  # rule 2: the end outranks any live state
                 if _terminal(old):
                     return False
-            elif _int(new, "data-liveop-v") < _int(old, "data-liveop-v"):  # rule 3
+            elif _int(new, A["version"]) < _int(old, A["version"]):  # rule 3
                 return False
         if new.get("hx-swap-oob") == "beforeend":  # rule 4
-            before = etree.tostring(old, with_tail=False)
+            before = canonical(old)
             self._append(old, new, newer=new_attempt > old_attempt)
-            return etree.tostring(old, with_tail=False) != before
-        if etree.tostring(old, with_tail=False) == etree.tostring(new, with_tail=False):
-            return False  # rule 6: identical, not applied again
+            return canonical(old) != before
+        if canonical(old) == canonical(new):
+            return False  # rule 6: identical (as the DOM's isEqualNode), not applied again
         new.tail = old.tail  # rule 5
         old.getparent().replace(old, new)
         return True
@@ -108,41 +141,37 @@ class Page:
             old.text = None
         for line in _lines(new):
             line.tail = None
-            existing = [li for li in _lines(old) if li.get("id") == line.get("id")]
+            # Only an id says two lines are the same line; one without is always new.
+            existing = [
+                li for li in _lines(old) if line.get("id") and li.get("id") == line.get("id")
+            ]
             if existing:
                 old.replace(existing[0], line)
                 continue
-            seq = _int(line, "data-liveop-seq")
-            later = [li for li in _lines(old) if _int(li, "data-liveop-seq") > seq]
+            seq = _int(line, A["seq"])
+            later = [li for li in _lines(old) if _int(li, A["seq"]) > seq]
             if later:
                 later[0].addprevious(line)
             else:
                 old.append(line)
-        if old.get("data-liveop-log-max") is not None:
+        keep = log_max(old)
+        if keep is not None:
             lines = _lines(old)
-            for li in lines[: max(0, len(lines) - _int(old, "data-liveop-log-max"))]:
+            for li in lines[: max(0, len(lines) - keep)]:
                 old.remove(li)
-        version = _int(new, "data-liveop-v")
+        version = _int(new, A["version"])
         if not newer:
-            version = max(version, _int(old, "data-liveop-v"))
-        old.set("data-liveop-v", str(version))
-        old.set("data-liveop-attempt", str(_int(new, "data-liveop-attempt")))
+            version = max(version, _int(old, A["version"]))
+        old.set(A["version"], str(version))
+        old.set(A["attempt"], str(_int(new, A["attempt"])))
         if _terminal(new):
-            old.set("data-liveop-terminal", "")
+            old.set(A["terminal"], "")
         else:
-            old.attrib.pop("data-liveop-terminal", None)
+            old.attrib.pop(A["terminal"], None)
 
     def region(self, element_id: str, ignore: tuple[str, ...] = BOOKKEEPING) -> str:
         """Return the region's outerHTML, canonical: sorted attributes, ``ignore`` dropped."""
         found = self.find(element_id)
         if found is None:
             raise KeyError(element_id)
-        el = copy.deepcopy(found)
-        el.tail = None
-        for name in ignore:
-            el.attrib.pop(name, None)
-        for node in el.iter(etree.Element):
-            items = sorted(node.attrib.items())
-            node.attrib.clear()
-            node.attrib.update(items)
-        return lxml.html.tostring(el, encoding="unicode")
+        return canonical(found, ignore)

@@ -26,6 +26,10 @@ import pytest
 from tests.browser.pages import wait_until
 from tests.chromium import launch_chromium, liveops_console_errors
 from tests.conftest import REQUIRE_SERVICES
+from tests.dom import canonical
+from tests.region_cases import Case
+from tests.region_cases import container as case_container
+from tests.test_region_cases import MERGE_IGNORES, case_params, expected, merged_frame
 
 try:
     from playwright.sync_api import (
@@ -561,6 +565,32 @@ def test_works_without_htmx(page: Page) -> None:
     load(page, container())
     assert page.evaluate("typeof window.htmx") == "undefined"
     assert apply(page, region("result", "<button hx-get='/x'>go</button>", v=2)) == [rid("result")]
+
+
+# ---- the region cases (tests/region_cases.py) ---------------------------------------------
+
+
+def case_result(page: Page, case: Case, ignore: tuple[str, ...] = ()) -> str | None:
+    """Return the case's element as it is in the page, canonical, or None when absent."""
+    outer = page.evaluate("id => document.getElementById(id)?.outerHTML ?? null", case.element_id)
+    return None if outer is None else canonical(outer, ignore)
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_region_case(page: Page, case: Case) -> None:
+    """liveops.js ends each case as the case table says, frame by frame."""
+    load(page, case_container(case.page))
+    applied = [apply(page, element) != [] for element in case.arriving]
+    assert applied == list(case.applied)
+    assert case_result(page, case) == expected(case)
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_region_case_merged_for_a_lagging_socket(page: Page, case: Case) -> None:
+    """The one frame the hub merges for a lagging socket leaves the page the same."""
+    load(page, case_container(case.page))
+    apply_raw(page, merged_frame(case))
+    assert case_result(page, case, MERGE_IGNORES) == expected(case, MERGE_IGNORES)
 
 
 # ---- rejection and the no-socket case -----------------------------------------------------

@@ -38,6 +38,8 @@ def log(rank: Rank, seqs: range, *, append: bool = True) -> Chunk:
         f"{items}</ol>",
         append=append,
         lines=len(seqs) if append else 0,
+        oldest=seqs[0] if seqs else 0,
+        newest=seqs[-1] if seqs else 0,
     )
 
 

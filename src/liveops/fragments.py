@@ -129,20 +129,18 @@ def render_update(
         else parts
     )
     rank = Rank(view.attempt, view.phase.is_terminal, view.version)
-    appended = len(new_log[-log_max:]) if new_log is not None and _appends_log(view, new_log) else 0
-    chunks = {
-        name: (
-            Chunk(
-                rank,
-                html,
-                staff_parts[name] if staff_parts[name] != html else None,
-                append=name == "log" and _appends_log(view, new_log),
-                lines=appended if name == "log" else 0,
-            ),
-        )
-        for name, html in parts.items()
-    }
-    return Update(group, chunks, log_max)
+    appends = new_log is not None and _appends_log(view, new_log)
+    log_lines = (new_log if appends and new_log is not None else view.log_tail)[-log_max:]
+    oldest, newest = (log_lines[0][0], log_lines[-1][0]) if log_lines else (0, 0)
+
+    def chunk(name: str, html: str) -> Chunk:
+        staff_html = staff_parts[name] if staff_parts[name] != html else None
+        if name != "log":
+            return Chunk(rank, html, staff_html)
+        appended = len(log_lines) if appends else 0
+        return Chunk(rank, html, staff_html, appends, appended, oldest, newest)
+
+    return Update(group, {name: (chunk(name, html),) for name, html in parts.items()}, log_max)
 
 
 def render_container(

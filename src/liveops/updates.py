@@ -14,13 +14,16 @@ leaves the page exactly as applying both would:
   outranks it (newer attempt, then terminal, then higher version); so an element
   outranked by one before it is dropped here too;
 - a replacing element makes everything before it in that region irrelevant;
-- log lines are appended, and the client keeps the newest ``log_max`` of them: once
-  the appends held reach ``log_max`` lines, older ones would be trimmed anyway.
+- log lines are appended, and the client keeps the newest ``log_max`` of them (by
+  sequence number): once the appends held reach ``log_max`` lines, all newer than
+  every line before them, those before would be trimmed anyway.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,13 +44,19 @@ class Rank(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One region element of one flush; ``append`` marks log lines added to the log."""
+    """One region element of one flush; ``append`` marks log lines added to the log.
+
+    A log element says how many ``lines`` it appends and the sequence numbers of the
+    oldest and newest line it holds (0 and 0: unknown, so the merge never trims it).
+    """
 
     rank: Rank
     html: str
     staff_html: str | None = None
     append: bool = False
     lines: int = 0
+    oldest: int = 0
+    newest: int = 0
 
     def for_viewer(self, staff: bool) -> str:
         return self.staff_html if staff and self.staff_html is not None else self.html
@@ -62,10 +71,14 @@ def _compact(chunks: tuple[Chunk, ...], log_max: int) -> tuple[Chunk, ...]:
         if not chunk.append:
             kept.clear()  # it replaces the region, whatever came before
         kept.append(chunk)
-    appended = 0
+    newest_before = list(itertools.accumulate((chunk.newest for chunk in kept), max))
+    appended, oldest_after = 0, math.inf
     for index in range(len(kept) - 1, 0, -1):
-        appended += kept[index].lines if kept[index].append else 0
-        if appended >= log_max:
+        if kept[index].append:
+            appended += kept[index].lines
+            oldest_after = min(oldest_after, kept[index].oldest)
+        # Re-delivered older lines would be trimmed by the client, not what came before.
+        if appended >= log_max and oldest_after > newest_before[index - 1]:
             return tuple(kept[index:])
     return tuple(kept)
 
@@ -126,7 +139,12 @@ class Update:
             if chunk.staff_html is not None:
                 staff_parts[name] = chunk.staff_html
             if name == "log":
-                log = {"append": chunk.append, "lines": chunk.lines, "max": self.log_max}
+                log = {
+                    "append": chunk.append,
+                    "lines": chunk.lines,
+                    "seqs": [chunk.oldest, chunk.newest],
+                    "max": self.log_max,
+                }
         message: dict[str, Any] = {
             "type": MESSAGE_TYPE,
             "group": self.group,
@@ -148,6 +166,7 @@ class Update:
             rank = Rank(int(attempt), bool(terminal), int(version))
             parts, staff_parts = message["parts"], message.get("staff_parts", {})
             log = message.get("log") or {}
+            oldest, newest = log.get("seqs", (0, 0))
             regions = {
                 str(name): (
                     Chunk(
@@ -156,6 +175,8 @@ class Update:
                         staff_parts.get(name),
                         append=name == "log" and bool(log.get("append")),
                         lines=int(log.get("lines", 0)) if name == "log" else 0,
+                        oldest=int(oldest) if name == "log" else 0,
+                        newest=int(newest) if name == "log" else 0,
                     ),
                 )
                 for name, html in parts.items()

@@ -3,44 +3,77 @@
  * The wire protocol and DOM contract are in docs/protocol.md; change both sides together.
  *
  * Public API (window.liveops):
- *   connect()        (re)scan the page for [data-liveop] containers and (re)open sockets.
+ *   connect()        (re)scan the page for containers (ATTR.op) and (re)open sockets.
  *   applyFrame(text) apply one server frame as if received; returns the ids applied.
  *   sockets          a fresh Map of socket key -> WebSocket that is connecting or open;
- *                    the key is the data-liveop-ws path ("<path> #1"… past 50 operations).
+ *                    the key is the ATTR.ws path ("<path> #1"… past 50 operations).
  *
- * A container without data-liveop-ws is never connected: its server-rendered regions
- * stay as they are, its connection region is left alone, and applyFrame() still works.
+ * A container without ATTR.ws is never connected: its server-rendered regions stay as
+ * they are, its connection region is left alone, and applyFrame() still works.
  * An element identical to the one in the page is not applied again (no DOM change, no
  * event). liveops:finished fires once per attempt, and not for an attempt the page was
  * already rendered finished with; unless a listener prevents it, a success then follows
  * the operation's chain (the page switches in place, then liveops:chained fires on the
  * new container) or its success URL.
  *
- * Operations lists ({% live_operation_list %}): a [data-liveop-list] element (a tbody)
- * with data-liveop-ws joins that path's socket as list=<label>:<page>:<per_page>, so a
- * page with a list and no operation opens one socket too. Row elements
- * (data-liveop-row) apply only inside lists of their type: an existing row by the
- * region rules; a new one only into lists marked data-liveop-list-insert (page 1), in
- * order of data-liveop-sort, newest first, trimmed to data-liveop-list-per-page.
- * liveops:row fires on the list for each row inserted or replaced.
+ * Operations lists ({% live_operation_list %}): an ATTR.list element (a tbody) with
+ * ATTR.ws joins that path's socket as list=<label>:<page>:<per_page>, so a page with a
+ * list and no operation opens one socket too. Row elements (ATTR.row) apply only inside
+ * lists of their type: an existing row by the region rules; a new one only into lists
+ * marked ATTR.list_insert (page 1), in order of ATTR.sort, newest first, trimmed to
+ * ATTR.list_per_page. liveops:row fires on the list for each row inserted or replaced.
  */
-(function () {
+(() => {
   "use strict";
   if (window.liveops) return; // included twice: keep the first, or every socket doubles
 
-  var BACKOFF_BASE_MS = 500;
-  var BACKOFF_FACTOR = 2;
-  var BACKOFF_CAP_MS = 15000;
-  var STABLE_MS = 10000; // a connection up this long resets the backoff
-  var NEVER_OPENED_LIMIT = 3; // handshakes in a row that never opened, then ask why
-  var SETTLE_MS = 500; // after a 4500, "Live" once a socket stayed up this long (or spoke)
-  var NOT_CONFIGURED = 4500; // the server has no channel layer (its log says so)
-  var MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
-  var MAX_LISTS_PER_SOCKET = 5; // ... and more lists,
-  var MAX_ROWS_PER_LIST = 100; // ... or longer list pages
-  // What the script says, in English; a container's data-liveop-texts holds them in
-  // the page's language (rendered by the server: the script needs no catalogue).
-  var TEXTS = {
+  // Every data attribute of the wire contract, spelled here only; liveops/protocol.py holds
+  // the server's table, with the same keys (tests/test_wire_contract.py checks both).
+  const ATTR = Object.freeze({
+    // a container: its operation, socket and grant, its texts, the state shown
+    op: "data-liveop",
+    ws: "data-liveop-ws",
+    grant: "data-liveop-grant",
+    texts: "data-liveop-texts",
+    connection: "data-liveop-connection",
+    rejected: "data-liveop-rejected",
+    script_missing: "data-liveop-script-missing",
+    // the rank of a region or a row (rules 1-3), and the phase it was rendered from
+    version: "data-liveop-v",
+    attempt: "data-liveop-attempt",
+    terminal: "data-liveop-terminal",
+    state: "data-liveop-state",
+    // the log: a line's place, and how many lines the page keeps
+    seq: "data-liveop-seq",
+    log_max: "data-liveop-log-max",
+    // where a success leads: its URL, the next operation of a chain, the headings to swap
+    continue: "data-liveop-continue",
+    chain: "data-liveop-chain",
+    heading: "data-liveop-heading",
+    // operations lists and their rows
+    list: "data-liveop-list",
+    list_page: "data-liveop-list-page",
+    list_per_page: "data-liveop-list-per-page",
+    list_insert: "data-liveop-list-insert",
+    list_status: "data-liveop-list-status",
+    list_empty: "data-liveop-list-empty",
+    row: "data-liveop-row",
+    sort: "data-liveop-sort",
+  });
+
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_FACTOR = 2;
+  const BACKOFF_CAP_MS = 15000;
+  const STABLE_MS = 10000; // a connection up this long resets the backoff
+  const NEVER_OPENED_LIMIT = 3; // handshakes in a row that never opened, then ask why
+  const SETTLE_MS = 500; // after a 4500, "Live" once a socket stayed up this long (or spoke)
+  const NOT_CONFIGURED = 4500; // the server has no channel layer (its log says so)
+  const MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
+  const MAX_LISTS_PER_SOCKET = 5; // ... and more lists,
+  const MAX_ROWS_PER_LIST = 100; // ... or longer list pages
+  // What the script says, in English; a container's ATTR.texts holds them in the
+  // page's language (rendered by the server: the script needs no catalogue).
+  const TEXTS = Object.freeze({
     connecting: "Connecting…",
     live: "Live",
     retrying: "Connection lost. Retrying…",
@@ -55,58 +88,48 @@
       "troubleshooting guide.",
     refused: "The server refused the live connection.",
     unwatchable: "This operation cannot be watched.",
-    nosocket: "Cannot open a live connection for this page."
-  };
+    nosocket: "Cannot open a live connection for this page.",
+  });
 
-  var connections = new Map(); // socket key -> connection record
-  var containerStates = new WeakMap(); // container -> {finishedAttempt}
+  const connections = new Map(); // socket key -> Connection
+  const containerStates = new WeakMap(); // container -> {finishedAttempt, texts}
 
   // ---- DOM helpers -------------------------------------------------------
 
-  function allContainers() {
-    return Array.prototype.slice.call(document.querySelectorAll("[data-liveop]"));
-  }
+  const having = (name) => `[${name}]`; // the selector of the elements that carry it
+  const allContainers = () => [...document.querySelectorAll(having(ATTR.op))];
+  const allLists = () => [...document.querySelectorAll(having(ATTR.list))];
+  const byAttribute = (root, name, value) =>
+    [...root.querySelectorAll(having(name))].filter((el) => el.getAttribute(name) === value);
+  const containerFor = (token) => byAttribute(document, ATTR.op, token);
+  const pkOf = (token) => String(token).slice(String(token).indexOf(":") + 1);
+  const regionOf = (token, name) => document.getElementById(`liveop-${pkOf(token)}-${name}`);
+  const isTerminal = (el) => el.hasAttribute(ATTR.terminal);
 
-  function containerFor(token) {
-    return byAttribute(document, "data-liveop", token);
-  }
+  /** The whole number an attribute holds, or null ("", "2x", missing: not a number). */
+  const integerOf = (value) => (/^[+-]?\d+$/.test(value ?? "") ? Number(value) : null);
 
-  function pkOf(token) {
-    return String(token).slice(String(token).indexOf(":") + 1);
-  }
-
-  function regionOf(token, name) {
-    return document.getElementById("liveop-" + pkOf(token) + "-" + name);
-  }
-
-  function intAttr(el, name) {
-    var n = parseInt(el.getAttribute(name), 10);
-    return isNaN(n) ? 0 : n;
-  }
-
-  function isTerminal(el) {
-    return el.hasAttribute("data-liveop-terminal");
-  }
+  /** Versions, attempts, seqs and sizes: missing or non-numeric counts as 0. */
+  const intAttr = (el, name) => integerOf(el.getAttribute(name)) ?? 0;
 
   function processWithHtmx(node) {
     // htmx 2 and 4 both need process() to wire hx-* attributes on nodes it did not insert.
-    if (window.htmx && typeof window.htmx.process === "function") {
-      try {
-        window.htmx.process(node);
-      } catch (err) {
-        console.warn("liveops: htmx.process failed", err);
-      }
+    if (typeof window.htmx?.process !== "function") return;
+    try {
+      window.htmx.process(node);
+    } catch (err) {
+      console.warn("liveops: htmx.process failed", err);
     }
   }
 
   function stateOf(container) {
-    var state = containerStates.get(container);
+    let state = containerStates.get(container);
     if (!state) {
       // A page rendered already finished must not announce "finished" again on the
       // reconnect snapshot: seed from what the server rendered.
-      var status = regionOf(container.getAttribute("data-liveop"), "status");
-      var done = status && isTerminal(status);
-      state = { finishedAttempt: done ? intAttr(status, "data-liveop-attempt") : null,
+      const status = regionOf(container.getAttribute(ATTR.op), "status");
+      const done = status && isTerminal(status);
+      state = { finishedAttempt: done ? intAttr(status, ATTR.attempt) : null,
                 texts: parseTexts(container) };
       containerStates.set(container, state);
     }
@@ -115,9 +138,9 @@
 
   function parseTexts(container) {
     try {
-      var texts = JSON.parse(container.getAttribute("data-liveop-texts") || "{}");
+      const texts = JSON.parse(container.getAttribute(ATTR.texts) || "{}");
       return texts && typeof texts === "object" ? texts : {};
-    } catch (err) {
+    } catch {
       return {};
     }
   }
@@ -125,85 +148,91 @@
   /** A message in the container's language: {key, seconds} from TEXTS, or a given text. */
   function textFor(container, message) {
     if (typeof message === "string") return message;
-    var texts = stateOf(container).texts;
-    var text = typeof texts[message.key] === "string" ? texts[message.key] : TEXTS[message.key];
+    const own = stateOf(container).texts[message.key];
+    const text = typeof own === "string" ? own : TEXTS[message.key];
     return String(text || "").replace("{seconds}", String(message.seconds));
   }
 
   // ---- applying regions (docs/protocol.md, "Applying a region element") ---
 
+  /** Rules 1-3: whether the element in the page outranks the incoming one. */
   function isStale(old, incoming) {
-    var oldAttempt = intAttr(old, "data-liveop-attempt");
-    var newAttempt = intAttr(incoming, "data-liveop-attempt");
+    const oldAttempt = intAttr(old, ATTR.attempt);
+    const newAttempt = intAttr(incoming, ATTR.attempt);
     if (newAttempt !== oldAttempt) return newAttempt < oldAttempt; // rule 1
     if (isTerminal(old) !== isTerminal(incoming)) return isTerminal(old); // rule 2
-    return intAttr(incoming, "data-liveop-v") < intAttr(old, "data-liveop-v"); // rule 3
+    return intAttr(incoming, ATTR.version) < intAttr(old, ATTR.version); // rule 3
   }
 
-  function logLines(log) {
-    return Array.prototype.slice.call(log.querySelectorAll(":scope > li"));
+  const logLines = (log) => [...log.querySelectorAll(":scope > li")];
+
+  /** The most lines a log keeps: its ATTR.log_max, unlimited unless a whole number ≥ 0. */
+  function logMax(log) {
+    const max = integerOf(log.getAttribute(ATTR.log_max));
+    return max !== null && max >= 0 ? max : Infinity;
   }
 
-  /** Put one log line in its place by id and seq; return whether the page changed. */
-  function insertLine(log, line) {
-    var existing = line.id ? document.getElementById(line.id) : null;
-    if (existing && existing.parentNode === log) {
-      if (existing.isEqualNode(line)) return false; // re-delivered: nothing to do
+  /** The first line with a greater seq, or null: lines mostly arrive in order, so from the end. */
+  function lineAfter(log, seq) {
+    let after = null;
+    for (const line of logLines(log).reverse()) {
+      if (intAttr(line, ATTR.seq) <= seq) break;
+      after = line;
+    }
+    return after;
+  }
+
+  /** Put one log line in its place by id, else by seq; return "added", "replaced" or "". */
+  function placeLine(log, line) {
+    const existing = line.id ? document.getElementById(line.id) : null;
+    let outcome = "added";
+    if (existing?.parentNode === log) {
+      if (existing.isEqualNode(line)) return ""; // re-delivered: nothing to do
       existing.replaceWith(line);
+      outcome = "replaced";
     } else {
-      // Lines mostly arrive in order, so walk back from the end to find the place.
-      var seq = intAttr(line, "data-liveop-seq");
-      var before = null;
-      var lines = logLines(log);
-      for (var i = lines.length - 1; i >= 0 && intAttr(lines[i], "data-liveop-seq") > seq; i--) {
-        before = lines[i];
-      }
-      log.insertBefore(line, before);
+      log.insertBefore(line, lineAfter(log, intAttr(line, ATTR.seq)));
     }
     processWithHtmx(line);
-    return true;
+    return outcome;
   }
 
-  function markers(el) {
-    var v = el.getAttribute("data-liveop-v");
-    return [v, el.getAttribute("data-liveop-attempt"), isTerminal(el)].join();
-  }
+  const markers = (el) =>
+    [el.getAttribute(ATTR.version), el.getAttribute(ATTR.attempt), isTerminal(el)].join();
 
   /** Rule 4: merge appended lines into the log; return whether the page changed. */
   function appendLog(old, incoming) {
-    var before = markers(old);
-    var changed = false;
-    var newer = intAttr(incoming, "data-liveop-attempt") > intAttr(old, "data-liveop-attempt");
-    if (newer && old.firstChild) {
-      old.replaceChildren();
-      changed = true;
+    const before = markers(old);
+    const newer = intAttr(incoming, ATTR.attempt) > intAttr(old, ATTR.attempt);
+    let changed = newer && old.firstChild !== null;
+    if (changed) old.replaceChildren();
+    const added = new Set();
+    for (const line of logLines(incoming)) {
+      const outcome = placeLine(old, line);
+      if (outcome === "added") added.add(line);
+      changed ||= outcome === "replaced";
     }
-    logLines(incoming).forEach(function (line) {
-      changed = insertLine(old, line) || changed;
-    });
-    var max = parseInt(old.getAttribute("data-liveop-log-max"), 10);
-    if (!isNaN(max) && max >= 0) {
-      var lines = logLines(old); // sorted by seq, so the oldest come first
-      for (var i = 0; i < lines.length - max; i++) {
-        old.removeChild(lines[i]);
-        changed = true;
-      }
+    const lines = logLines(old); // sorted by seq, so the oldest come first
+    for (const oldest of lines.slice(0, Math.max(0, lines.length - logMax(old)))) {
+      oldest.remove();
+      // A line this append brought and the trim took again leaves the page as it was.
+      if (!added.delete(oldest)) changed = true;
     }
     // Keep the log's own markers in step, or later appends would be misjudged by rules 1-3.
-    var v = intAttr(incoming, "data-liveop-v");
-    if (!newer) v = Math.max(v, intAttr(old, "data-liveop-v"));
-    old.setAttribute("data-liveop-v", String(v));
-    old.setAttribute("data-liveop-attempt", String(intAttr(incoming, "data-liveop-attempt")));
-    old.toggleAttribute("data-liveop-terminal", isTerminal(incoming));
-    return changed || markers(old) !== before;
+    const version = intAttr(incoming, ATTR.version);
+    const kept = newer ? version : Math.max(version, intAttr(old, ATTR.version));
+    old.setAttribute(ATTR.version, String(kept));
+    old.setAttribute(ATTR.attempt, String(intAttr(incoming, ATTR.attempt)));
+    old.toggleAttribute(ATTR.terminal, isTerminal(incoming));
+    return changed || added.size > 0 || markers(old) !== before;
   }
 
   /** Apply one region; return the element now in the page, or null when dropped. */
   function applyRegion(old, incoming) {
     if (isStale(old, incoming)) return null;
     // A log follows its newest line unless the reader scrolled up to read.
-    var scroll = old.classList.contains("liveops-log") ? scrollState(old) : null;
-    var applied = replaceOrAppend(old, incoming);
+    const scroll = old.classList.contains("liveops-log") ? scrollState(old) : null;
+    const applied = replaceOrAppend(old, incoming);
     if (applied && scroll) restoreScroll(applied, scroll);
     return applied;
   }
@@ -220,271 +249,243 @@
     return incoming;
   }
 
-  function scrollState(log) {
-    return { top: log.scrollTop, atBottom: log.scrollHeight - log.scrollTop - log.clientHeight < 8 };
-  }
+  const scrollState = (log) =>
+    ({ top: log.scrollTop, atBottom: log.scrollHeight - log.scrollTop - log.clientHeight < 8 });
 
-  function restoreScroll(log, scroll) {
-    log.scrollTop = scroll.atBottom ? log.scrollHeight : scroll.top;
-  }
+  const restoreScroll = (log, { atBottom, top }) => {
+    log.scrollTop = atBottom ? log.scrollHeight : top;
+  };
 
   function scrollLogsToEnd() {
-    Array.prototype.forEach.call(document.querySelectorAll(".liveops-log"), function (log) {
-      log.scrollTop = log.scrollHeight;
-    });
+    for (const log of document.querySelectorAll(".liveops-log")) log.scrollTop = log.scrollHeight;
   }
 
   /** The final state of an attempt: from its status region first, else any region of it. */
   function finishedState(token, attempt, applied) {
-    var candidates = [regionOf(token, "status")].concat(applied);
-    for (var i = 0; i < candidates.length; i++) {
-      var el = candidates[i];
-      if (el && isTerminal(el) && intAttr(el, "data-liveop-attempt") === attempt &&
-          el.hasAttribute("data-liveop-state")) {
-        return el.getAttribute("data-liveop-state");
-      }
-    }
-    return null;
+    const found = [regionOf(token, "status"), ...applied].find((el) =>
+      el && isTerminal(el) && intAttr(el, ATTR.attempt) === attempt && el.hasAttribute(ATTR.state));
+    return found ? found.getAttribute(ATTR.state) : null;
   }
 
+  /** Tell listeners which regions changed, then whether an attempt just finished. */
   function announce(container, applied) {
-    var token = container.getAttribute("data-liveop");
-    var prefix = "liveop-" + pkOf(token) + "-";
-    var regions = applied.map(function (el) {
-      return el.id.indexOf(prefix) === 0 ? el.id.slice(prefix.length) : el.id;
-    });
+    const token = container.getAttribute(ATTR.op);
+    const prefix = `liveop-${pkOf(token)}-`;
+    const regions = applied.map(({ id }) => (id.startsWith(prefix) ? id.slice(prefix.length) : id));
     container.dispatchEvent(
-      new CustomEvent("liveops:update", { bubbles: true, detail: { op: token, regions: regions } })
-    );
-    var state = stateOf(container);
-    applied.forEach(function (el) {
-      var attempt = intAttr(el, "data-liveop-attempt");
-      var seen = state.finishedAttempt !== null && attempt <= state.finishedAttempt;
-      if (!isTerminal(el) || seen) return;
+      new CustomEvent("liveops:update", { bubbles: true, detail: { op: token, regions } }));
+    const state = stateOf(container);
+    for (const el of applied) {
+      const attempt = intAttr(el, ATTR.attempt);
+      const seen = state.finishedAttempt !== null && attempt <= state.finishedAttempt;
+      if (!isTerminal(el) || seen) continue;
       state.finishedAttempt = attempt;
-      var detail = { op: token, state: finishedState(token, attempt, applied) };
-      var event = new CustomEvent("liveops:finished",
-                                  { bubbles: true, cancelable: true, detail: detail });
-      container.dispatchEvent(event);
-      if (detail.state !== "FINISHED_OK" || event.defaultPrevented) return;
-      var chain = container.querySelector("a[data-liveop-chain]");
-      if (chain) followChain(container, chain);
-      else continueTo(container);
-    });
+      announceFinished(container, finishedState(token, attempt, applied));
+    }
   }
 
-  function byAttribute(root, name, value) {
-    return Array.prototype.filter.call(root.querySelectorAll("[" + name + "]"), function (el) {
-      return el.getAttribute(name) === value;
-    });
+  /** Fire liveops:finished; unless a listener prevents it, a success goes where it leads. */
+  function announceFinished(container, state) {
+    const detail = { op: container.getAttribute(ATTR.op), state };
+    const event = new CustomEvent("liveops:finished", { bubbles: true, cancelable: true, detail });
+    container.dispatchEvent(event);
+    if (state !== "FINISHED_OK" || event.defaultPrevented) return;
+    const chain = container.querySelector(`a${having(ATTR.chain)}`);
+    if (chain) followChain(container, chain);
+    else continueTo(container);
   }
 
   /**
    * Switch the page in place to the operation this one continued in (p.chain_to): load
    * the next operation's page, take its container (with its grant and forms) and the
-   * headings marked data-liveop-heading, and watch it. On the operation's own page the
+   * headings marked ATTR.heading, and watch it. On the operation's own page the
    * address follows too. Anything unexpected falls back to going to that page.
    */
-  function followChain(container, link) {
-    var from = container.getAttribute("data-liveop");
-    var token = link.getAttribute("data-liveop-chain");
-    fetch(link.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        var page = new DOMParser().parseFromString(html, "text/html");
-        var next = byAttribute(page, "data-liveop", token)[0];
-        if (!next) throw new Error("no live container for " + token + " at " + link.href);
-        if (!container.isConnected) return;
-        var adopted = document.importNode(next, true);
-        container.replaceWith(adopted);
-        var ownPage = false;
-        var heading = byAttribute(page, "data-liveop-heading", token)[0];
-        byAttribute(document, "data-liveop-heading", from).forEach(function (old) {
-          if (heading) old.replaceWith(document.importNode(heading, true));
-          ownPage = true;
-        });
-        if (ownPage) {
-          history.replaceState(history.state, "", link.href);
-          if (page.title) document.title = page.title;
-        }
-        processWithHtmx(adopted);
-        connect();
-        adopted.dispatchEvent(new CustomEvent("liveops:chained",
-                                              { bubbles: true, detail: { from: from, op: token } }));
-      })
-      .catch(function (err) {
-        console.warn("liveops: could not switch in place; going to the next operation", err);
-        window.location.assign(link.href);
-      });
+  async function followChain(container, link) {
+    const from = container.getAttribute(ATTR.op);
+    const token = link.getAttribute(ATTR.chain);
+    try {
+      const request = { credentials: "same-origin", headers: { Accept: "text/html" } };
+      const response = await fetch(link.href, request);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const next = byAttribute(page, ATTR.op, token)[0];
+      if (!next) throw new Error(`no live container for ${token} at ${link.href}`);
+      if (!container.isConnected) return;
+      const adopted = document.importNode(next, true);
+      container.replaceWith(adopted);
+      if (replaceHeadings(page, from, token)) {
+        history.replaceState(history.state, "", link.href);
+        if (page.title) document.title = page.title;
+      }
+      processWithHtmx(adopted);
+      connect();
+      adopted.dispatchEvent(
+        new CustomEvent("liveops:chained", { bubbles: true, detail: { from, op: token } }));
+    } catch (err) {
+      console.warn("liveops: could not switch in place; going to the next operation", err);
+      window.location.assign(link.href);
+    }
+  }
+
+  /** Swap the headings of `from` for the fetched page's of `token`; return whether it had any. */
+  function replaceHeadings(page, from, token) {
+    const heading = byAttribute(page, ATTR.heading, token)[0];
+    const old = byAttribute(document, ATTR.heading, from);
+    if (heading) for (const el of old) el.replaceWith(document.importNode(heading, true));
+    return old.length > 0; // only the operation's own page has them
   }
 
   /** Follow the operation's success URL (LiveOperation.get_success_url), if it has one. */
   function continueTo(container) {
-    var link = container.querySelector("a[data-liveop-continue]");
-    if (link && link.href) window.location.assign(link.href);
+    const link = container.querySelector(`a${having(ATTR.continue)}`);
+    if (link?.href) window.location.assign(link.href);
   }
 
   // ---- operations lists (docs/protocol.md, "Operations lists") -------------
 
-  function allLists() {
-    return Array.prototype.slice.call(document.querySelectorAll("[data-liveop-list]"));
-  }
-
-  function perPage(list) {
-    var n = intAttr(list, "data-liveop-list-per-page");
+  const perPage = (list) => {
+    const n = intAttr(list, ATTR.list_per_page);
     return n >= 1 ? n : 25;
-  }
+  };
 
   /** What the socket asks for: "<label>:<page>:<per_page>" (a longer page: its first 100). */
   function listSpec(list) {
-    var page = Math.max(1, intAttr(list, "data-liveop-list-page"));
-    var size = Math.min(perPage(list), MAX_ROWS_PER_LIST);
-    return list.getAttribute("data-liveop-list") + ":" + page + ":" + size;
+    const page = Math.max(1, intAttr(list, ATTR.list_page));
+    const size = Math.min(perPage(list), MAX_ROWS_PER_LIST);
+    return `${list.getAttribute(ATTR.list)}:${page}:${size}`;
   }
 
-  function listRows(list) {
-    return Array.prototype.filter.call(list.children, function (el) {
-      return el.hasAttribute("data-liveop-row");
-    });
-  }
+  const listRows = (list) => [...list.children].filter((el) => el.hasAttribute(ATTR.row));
 
-  /** Newest first: data-liveop-sort descending, then the id descending (as the server). */
+  /** Newest first: ATTR.sort descending, then the id descending (as the server). */
   function rowOrder(a, b) {
-    var sa = intAttr(a, "data-liveop-sort");
-    var sb = intAttr(b, "data-liveop-sort");
+    const sa = intAttr(a, ATTR.sort);
+    const sb = intAttr(b, ATTR.sort);
     if (sa !== sb) return sb - sa;
     return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
   }
 
   /** Put a new row in its place, then trim the list to its page; return whether it stayed. */
   function insertRow(list, row) {
-    var rows = listRows(list);
-    var next = rows.filter(function (el) { return rowOrder(row, el) < 0; })[0];
-    var last = rows[rows.length - 1];
+    const rows = listRows(list);
+    const next = rows.find((el) => rowOrder(row, el) < 0);
+    const last = rows.at(-1);
     list.insertBefore(row, next || (last ? last.nextSibling : list.firstChild));
-    listRows(list).sort(rowOrder).slice(perPage(list)).forEach(function (oldest) {
-      list.removeChild(oldest);
-    });
+    for (const oldest of listRows(list).sort(rowOrder).slice(perPage(list))) oldest.remove();
     return row.parentNode === list;
   }
 
   /** Apply a row element to every list of its type; return whether the page changed. */
   function applyRow(incoming) {
-    var label = incoming.getAttribute("data-liveop-row");
-    var changed = false;
     if (!incoming.id) return false;
-    allLists().forEach(function (list) {
-      if (list.getAttribute("data-liveop-list") !== label) return;
-      var row = incoming.cloneNode(true);
-      var old = listRows(list).filter(function (el) { return el.id === incoming.id; })[0];
-      if (old) {
-        if (isStale(old, row) || old.isEqualNode(row)) return;
-        old.replaceWith(row);
-      } else if (!list.hasAttribute("data-liveop-list-insert") || !insertRow(list, row)) {
-        return; // only page 1 gains rows, and only rows new enough for it
-      }
-      Array.prototype.forEach.call(list.children, function (el) {
-        if (el.hasAttribute("data-liveop-list-empty")) el.hidden = true;
-      });
-      processWithHtmx(row);
-      changed = true;
-      var detail = { op: label + ":" + incoming.id.replace(/^liveop-row-/, ""),
-                     state: row.getAttribute("data-liveop-state") };
-      list.dispatchEvent(new CustomEvent("liveops:row", { bubbles: true, detail: detail }));
-    });
+    const label = incoming.getAttribute(ATTR.row);
+    let changed = false;
+    for (const list of allLists()) {
+      if (list.getAttribute(ATTR.list) !== label) continue;
+      changed = applyRowTo(list, incoming.cloneNode(true)) || changed;
+    }
     return changed;
   }
 
+  /** Replace the list's row of that id by the region rules, or insert it; fire liveops:row. */
+  function applyRowTo(list, row) {
+    const old = listRows(list).find((el) => el.id === row.id);
+    if (old) {
+      if (isStale(old, row) || old.isEqualNode(row)) return false;
+      old.replaceWith(row);
+    } else if (!list.hasAttribute(ATTR.list_insert) || !insertRow(list, row)) {
+      return false; // only page 1 gains rows, and only rows new enough for it
+    }
+    for (const el of list.children) if (el.hasAttribute(ATTR.list_empty)) el.hidden = true;
+    processWithHtmx(row);
+    const detail = { op: `${row.getAttribute(ATTR.row)}:${row.id.replace(/^liveop-row-/, "")}`,
+                     state: row.getAttribute(ATTR.state) };
+    list.dispatchEvent(new CustomEvent("liveops:row", { bubbles: true, detail }));
+    return true;
+  }
+
   function applyHtml(html) {
-    var template = document.createElement("template");
+    const template = document.createElement("template");
     template.innerHTML = html;
-    var byContainer = new Map(); // container -> [applied elements], for one event each
-    var ids = [];
-    Array.prototype.slice.call(template.content.children).forEach(function (incoming) {
-      if (incoming.hasAttribute("data-liveop-row")) { // only ever into a list
+    const byContainer = new Map(); // container -> [applied elements], for one event each
+    const ids = [];
+    for (const incoming of [...template.content.children]) {
+      if (incoming.hasAttribute(ATTR.row)) { // only ever into a list
         if (applyRow(incoming)) ids.push(incoming.id);
-        return;
+        continue;
       }
-      var old = incoming.id ? document.getElementById(incoming.id) : null;
-      var container = old && old.closest("[data-liveop]");
+      const old = incoming.id ? document.getElementById(incoming.id) : null;
+      const container = old?.closest(having(ATTR.op));
       // Rule 6, and only server regions: the container itself and the connection
       // region belong to the page and to this script.
-      if (!container || old === container || old.classList.contains("liveops-connection")) return;
+      if (!container || old === container || old.classList.contains("liveops-connection")) {
+        continue;
+      }
       stateOf(container); // seed before the page changes
-      var applied = applyRegion(old, incoming);
-      if (!applied) return;
+      const applied = applyRegion(old, incoming);
+      if (!applied) continue;
       ids.push(incoming.id);
       if (!byContainer.has(container)) byContainer.set(container, []);
       byContainer.get(container).push(applied);
-    });
-    byContainer.forEach(function (applied, container) {
-      announce(container, applied);
-    });
+    }
+    byContainer.forEach((applied, container) => announce(container, applied));
     return ids;
   }
 
   // ---- connection state shown to people ----------------------------------
 
   function showConnection(container, state, message) {
-    if (container.hasAttribute("data-liveop-rejected")) return; // keep the reason visible
-    var text = textFor(container, message);
-    container.setAttribute("data-liveop-connection", state);
-    var region = connectionRegion(container);
+    if (container.hasAttribute(ATTR.rejected)) return; // keep the reason visible
+    const text = textFor(container, message);
+    container.setAttribute(ATTR.connection, state);
+    const region = connectionRegion(container);
     if (region && region.textContent !== text) region.textContent = text;
   }
 
-  /** Where a container, or a list (data-liveop-list-status), says how its connection is. */
+  /** Where a container, or a list (ATTR.list_status), says how its connection is. */
   function connectionRegion(el) {
-    if (!el.hasAttribute("data-liveop-list")) {
-      return regionOf(el.getAttribute("data-liveop"), "connection");
-    }
-    var id = el.getAttribute("data-liveop-list-status");
+    if (!el.hasAttribute(ATTR.list)) return regionOf(el.getAttribute(ATTR.op), "connection");
+    const id = el.getAttribute(ATTR.list_status);
     return id ? document.getElementById(id) : null;
   }
 
   /** Why the server refused: its code's text (in the page's language), else its reason. */
   function refusal(code, reason, fallbackKey) {
-    if (TEXTS.hasOwnProperty(String(code))) return { key: String(code) };
+    if (Object.hasOwn(TEXTS, String(code))) return { key: String(code) };
     return (typeof reason === "string" && reason) || { key: fallbackKey };
   }
 
   /** Show the refusal on each element; close the sockets that carried it and have nothing left. */
   function markRejected(elements, rejection, carried) {
-    var message = refusal(rejection.code, rejection.reason, "unwatchable");
-    elements.forEach(function (el) {
+    const message = refusal(rejection.code, rejection.reason, "unwatchable");
+    for (const el of elements) {
       showConnection(el, "rejected", message);
-      el.setAttribute("data-liveop-rejected", String(rejection.code || ""));
-    });
-    connections.forEach(function (conn) {
-      if (carried(conn) && idle(conn)) stop(conn, "rejected", null);
-    });
+      el.setAttribute(ATTR.rejected, String(rejection.code || ""));
+    }
+    for (const conn of connections.values()) {
+      if (carried(conn) && conn.idle()) conn.stop("rejected", null);
+    }
   }
 
   function rejectList(rejection) {
-    var lists = allLists().filter(function (list) { return listSpec(list) === rejection.list; });
-    markRejected(lists, rejection, function (conn) {
-      return conn.lists.indexOf(rejection.list) >= 0;
-    });
+    const lists = allLists().filter((list) => listSpec(list) === rejection.list);
+    markRejected(lists, rejection, (conn) => conn.lists.includes(rejection.list));
   }
 
   function rejectOperation(rejection) {
-    var token = rejection.op;
+    const token = rejection.op;
     if (typeof token !== "string") return;
-    markRejected(containerFor(token), rejection, function (conn) {
-      return conn.tokens.indexOf(token) >= 0;
-    });
+    markRejected(containerFor(token), rejection, (conn) => conn.tokens.includes(token));
   }
 
   /** Apply one frame string as if received from the server; return the ids applied. */
   function applyFrame(text) {
     try {
-      var frame = JSON.parse(text);
+      const frame = JSON.parse(text);
       if (!frame || typeof frame !== "object") throw new TypeError("frame is not an object");
-      var ids = typeof frame.liveop_html === "string" ? applyHtml(frame.liveop_html) : [];
-      var rejection = frame.liveop_rejected;
+      const ids = typeof frame.liveop_html === "string" ? applyHtml(frame.liveop_html) : [];
+      const rejection = frame.liveop_rejected;
       if (rejection && typeof rejection === "object") {
         if (typeof rejection.list === "string") rejectList(rejection);
         else rejectOperation(rejection);
@@ -498,291 +499,297 @@
 
   // ---- sockets -------------------------------------------------------------
 
-  function activeTokens(path, tokens) {
-    return tokens.filter(function (token) {
-      return containerFor(token).some(function (c) {
-        return c.getAttribute("data-liveop-ws") === path && !c.hasAttribute("data-liveop-rejected");
-      });
-    });
-  }
+  const activeTokens = (path, tokens) => tokens.filter((token) => containerFor(token).some((c) =>
+    c.getAttribute(ATTR.ws) === path && !c.hasAttribute(ATTR.rejected)));
 
-  function activeLists(path, specs) {
-    return specs.filter(function (spec) {
-      return allLists().some(function (l) {
-        return l.getAttribute("data-liveop-ws") === path && listSpec(l) === spec &&
-          !l.hasAttribute("data-liveop-rejected");
-      });
-    });
-  }
-
-  /** Whether nothing on this socket is left to watch (every op and list was rejected). */
-  function idle(conn) {
-    return activeTokens(conn.path, conn.tokens).length === 0 &&
-      activeLists(conn.path, conn.lists).length === 0;
-  }
-
-  /** Call fn for each container, and each list, that this socket carries. */
-  function eachContainer(conn, fn) {
-    allContainers().forEach(function (c) {
-      if (c.getAttribute("data-liveop-ws") === conn.path &&
-          conn.tokens.indexOf(c.getAttribute("data-liveop")) >= 0) fn(c);
-    });
-    allLists().forEach(function (l) {
-      if (l.getAttribute("data-liveop-ws") === conn.path &&
-          conn.lists.indexOf(listSpec(l)) >= 0) fn(l);
-    });
-  }
-
-  function allFinished(conn) {
-    // A list never finishes: new operations can always start.
-    return conn.lists.length === 0 && conn.tokens.every(function (token) {
-      var status = regionOf(token, "status");
-      return status && isTerminal(status);
-    });
-  }
+  const activeLists = (path, specs) => specs.filter((spec) => allLists().some((l) =>
+    l.getAttribute(ATTR.ws) === path && listSpec(l) === spec && !l.hasAttribute(ATTR.rejected)));
 
   /** The page's view grant for a token ("~" + grant), or "" (docs/protocol.md, Connecting). */
   function grantOf(path, token) {
-    var granted = containerFor(token).filter(function (c) {
-      return c.getAttribute("data-liveop-ws") === path && c.getAttribute("data-liveop-grant");
-    })[0];
-    return granted ? "~" + granted.getAttribute("data-liveop-grant") : "";
+    const granted = containerFor(token).find((c) =>
+      c.getAttribute(ATTR.ws) === path && c.getAttribute(ATTR.grant));
+    return granted ? `~${granted.getAttribute(ATTR.grant)}` : "";
   }
 
   function socketUrl(path, tokens, lists) {
-    var scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    var query = tokens.map(function (t) {
-      return "op=" + encodeURIComponent(t + grantOf(path, t));
-    }).concat(lists.map(function (spec) {
-      return "list=" + encodeURIComponent(spec);
-    })).join("&");
-    return scheme + "//" + location.host + path + (path.indexOf("?") < 0 ? "?" : "&") + query;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = [
+      ...tokens.map((t) => `op=${encodeURIComponent(t + grantOf(path, t))}`),
+      ...lists.map((spec) => `list=${encodeURIComponent(spec)}`),
+    ].join("&");
+    return `${scheme}//${location.host}${path}${path.includes("?") ? "&" : "?"}${query}`;
   }
 
-  function stop(conn, state, message) {
-    conn.stopped = true;
-    clearTimeout(conn.timer);
-    clearTimeout(conn.liveTimer);
-    if (conn.ws) {
-      var ws = conn.ws;
-      conn.ws = null; // detach first so its close event is not taken for a drop
-      ws.close(1000);
-    }
-    if (state) eachContainer(conn, function (c) { showConnection(c, state, message || ""); });
-  }
+  /** One socket key's WebSocket: what it carries, its retries and what it tells people. */
+  class Connection {
+    ws = null;
+    timer = null; // the pending reconnect
+    attempt = 0; // reconnects since the backoff was last reset
+    openedAt = 0;
+    stopped = false;
+    failures = 0; // handshakes in a row that never opened
+    problem = null; // a known reason to say while retrying: {key}
+    reported = false; // the console was told why sockets never open
+    live = false;
+    liveTimer = null;
+    waiting = null; // what the countdown says: {key, seconds}
 
-  function open(conn) {
-    clearTimeout(conn.timer);
-    conn.timer = null;
-    conn.stopped = false;
-    conn.tokens = activeTokens(conn.path, conn.tokens); // never ask again for a rejected op
-    conn.lists = activeLists(conn.path, conn.lists); // nor for a rejected list
-    if (conn.tokens.length === 0 && conn.lists.length === 0) return stop(conn, null);
-    // A known problem stays in words while the page tries again; only the state changes.
-    var connecting = conn.problem || { key: "connecting" };
-    eachContainer(conn, function (c) { showConnection(c, "connecting", connecting); });
-    var ws;
-    try {
-      ws = new WebSocket(socketUrl(conn.path, conn.tokens, conn.lists));
-    } catch (err) {
-      console.warn("liveops: cannot open a WebSocket for " + conn.path, err);
-      stop(conn, "rejected", { key: "nosocket" });
-      return;
+    constructor({ path, tokens, lists }) {
+      Object.assign(this, { path, tokens, lists });
     }
-    conn.ws = ws;
-    conn.openedAt = 0;
-    conn.live = false;
-    ws.onopen = function () {
-      if (conn.ws !== ws) return;
-      conn.openedAt = Date.now();
-      conn.failures = 0;
+
+    carries(want) {
+      return this.tokens.join("\n") === want.tokens.join("\n") &&
+        this.lists.join("\n") === want.lists.join("\n");
+    }
+
+    /** Each container, and each list, that this socket carries. */
+    watchers() {
+      const containers = allContainers().filter((c) =>
+        c.getAttribute(ATTR.ws) === this.path && this.tokens.includes(c.getAttribute(ATTR.op)));
+      const lists = allLists().filter((l) =>
+        l.getAttribute(ATTR.ws) === this.path && this.lists.includes(listSpec(l)));
+      return [...containers, ...lists];
+    }
+
+    show(state, message) {
+      for (const el of this.watchers()) showConnection(el, state, message);
+    }
+
+    /** Whether nothing on this socket is left to watch (every op and list was rejected). */
+    idle() {
+      return activeTokens(this.path, this.tokens).length === 0 &&
+        activeLists(this.path, this.lists).length === 0;
+    }
+
+    allFinished() {
+      // A list never finishes: new operations can always start.
+      return this.lists.length === 0 && this.tokens.every((token) => {
+        const status = regionOf(token, "status");
+        return status && isTerminal(status);
+      });
+    }
+
+    stop(state, message) {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      clearTimeout(this.liveTimer);
+      if (this.ws) {
+        const ws = this.ws;
+        this.ws = null; // detach first so its close event is not taken for a drop
+        ws.close(1000);
+      }
+      if (state) this.show(state, message || "");
+    }
+
+    open() {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.stopped = false;
+      this.tokens = activeTokens(this.path, this.tokens); // never ask again for a rejected op
+      this.lists = activeLists(this.path, this.lists); // nor for a rejected list
+      if (this.tokens.length === 0 && this.lists.length === 0) return this.stop(null);
+      // A known problem stays in words while the page tries again; only the state changes.
+      this.show("connecting", this.problem || { key: "connecting" });
+      let ws;
+      try {
+        ws = new WebSocket(socketUrl(this.path, this.tokens, this.lists));
+      } catch (err) {
+        console.warn(`liveops: cannot open a WebSocket for ${this.path}`, err);
+        this.stop("rejected", { key: "nosocket" });
+        return;
+      }
+      this.ws = ws;
+      this.openedAt = 0;
+      this.live = false;
+      ws.onopen = () => this.opened(ws);
+      ws.onmessage = (event) => {
+        if (this.ws !== ws) return;
+        this.markLive(ws);
+        if (typeof event.data === "string") applyFrame(event.data);
+      };
+      // An error is always followed by close, so close alone decides what happens next.
+      ws.onclose = (event) => { if (this.ws === ws) this.dropped(event); };
+    }
+
+    opened(ws) {
+      if (this.ws !== ws) return;
+      this.openedAt = Date.now();
+      this.failures = 0;
       // A server without a channel layer accepts, then closes with 4500 at once: after
       // one, say "Live" when the socket speaks or stays up, not for a flash each retry.
-      if (conn.problem && conn.problem.key === String(NOT_CONFIGURED)) {
-        conn.liveTimer = setTimeout(function () { markLive(conn, ws); }, SETTLE_MS);
-      } else {
-        markLive(conn, ws);
+      if (this.problem?.key !== String(NOT_CONFIGURED)) this.markLive(ws);
+      else this.liveTimer = setTimeout(() => this.markLive(ws), SETTLE_MS);
+    }
+
+    /** The socket is up: say so, and forget the problems of earlier attempts. */
+    markLive(ws) {
+      if (this.ws !== ws || this.live) return;
+      clearTimeout(this.liveTimer);
+      this.live = true;
+      this.problem = null;
+      this.reported = false;
+      this.show("open", { key: "live" });
+    }
+
+    dropped(event) {
+      this.ws = null;
+      this.live = false;
+      clearTimeout(this.liveTimer);
+      if (event.code >= 4400 && event.code <= 4499) {
+        this.stop("rejected", refusal(event.code, event.reason, "refused"));
+        return;
       }
-    };
-    ws.onmessage = function (event) {
-      if (conn.ws !== ws) return;
-      markLive(conn, ws);
-      if (typeof event.data === "string") applyFrame(event.data);
-    };
-    // An error is always followed by close, so close alone decides what happens next.
-    ws.onclose = function (event) {
-      if (conn.ws === ws) dropped(conn, event);
-    };
-  }
-
-  /** The socket is up: say so, and forget the problems of earlier attempts. */
-  function markLive(conn, ws) {
-    if (conn.ws !== ws || conn.live) return;
-    clearTimeout(conn.liveTimer);
-    conn.live = true;
-    conn.problem = null;
-    conn.reported = false;
-    eachContainer(conn, function (c) { showConnection(c, "open", { key: "live" }); });
-  }
-
-  function dropped(conn, event) {
-    conn.ws = null;
-    conn.live = false;
-    clearTimeout(conn.liveTimer);
-    if (event.code >= 4400 && event.code <= 4499) {
-      stop(conn, "rejected", refusal(event.code, event.reason, "refused"));
-      return;
+      if (this.allFinished()) {
+        this.stop("closed", ""); // nothing more can change
+        return;
+      }
+      // Only a failed handshake closes with 1006 before opening: any other code came from
+      // a server that speaks WebSocket (a 4500 may even arrive before "open" is seen).
+      const opened = this.openedAt > 0 || event.code !== 1006;
+      this.failures = opened ? 0 : this.failures + 1;
+      // 4500 (no channel layer) is not final, unlike the 44xx refusals: those answer this
+      // page's request and would answer it the same way again, while this is the server's
+      // set-up, fixed by a setting and a restart that a retry picks up without a reload.
+      // The server logs the fix once per process, so retrying adds nothing to its log.
+      if (event.code === NOT_CONFIGURED) this.problem = { key: String(NOT_CONFIGURED) };
+      else if (opened || (this.problem && this.problem.key !== "nows")) this.problem = null;
+      if (this.openedAt && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
+      const delay = this.backoff();
+      this.waiting = delay < 1000 ? { key: "retrying" }
+        : { key: "reconnecting", seconds: Math.ceil(delay / 1000) };
+      this.show("closed", this.problem || this.waiting);
+      this.timer = setTimeout(() => this.open(), delay);
+      if (this.failures >= NEVER_OPENED_LIMIT) this.probe();
     }
-    if (allFinished(conn)) {
-      stop(conn, "closed", ""); // nothing more can change
-      return;
+
+    /** The delay before the next attempt, which it counts. */
+    backoff() {
+      // Full jitter spreads reconnects after a server restart instead of a stampede. A
+      // server that is not set up for live updates will not be fixed in a second: the cap.
+      const ceiling = this.problem ? BACKOFF_CAP_MS
+        : BACKOFF_BASE_MS * BACKOFF_FACTOR ** this.attempt;
+      this.attempt += 1;
+      return Math.random() * Math.min(BACKOFF_CAP_MS, ceiling);
     }
-    // Only a failed handshake closes with 1006 before opening: any other code came from
-    // a server that speaks WebSocket (a 4500 may even arrive before "open" is seen).
-    var opened = conn.openedAt > 0 || event.code !== 1006;
-    conn.failures = opened ? 0 : conn.failures + 1;
-    // 4500 (no channel layer) is not final, unlike the 44xx refusals: those answer this
-    // page's request and would answer it the same way again, while this is the server's
-    // set-up, fixed by a setting and a restart that a retry picks up without a reload.
-    // The server logs the fix once per process, so retrying adds nothing to its log.
-    if (event.code === NOT_CONFIGURED) conn.problem = { key: String(NOT_CONFIGURED) };
-    else if (opened || (conn.problem && conn.problem.key !== "nows")) conn.problem = null;
-    if (conn.openedAt && Date.now() - conn.openedAt >= STABLE_MS) conn.attempt = 0;
-    // Full jitter spreads reconnects after a server restart instead of a stampede. A
-    // server that is not set up for live updates will not be fixed in a second: the cap.
-    var ceiling = conn.problem ? BACKOFF_CAP_MS
-      : BACKOFF_BASE_MS * Math.pow(BACKOFF_FACTOR, conn.attempt);
-    var delay = Math.random() * Math.min(BACKOFF_CAP_MS, ceiling);
-    conn.attempt += 1;
-    conn.waiting = delay < 1000 ? { key: "retrying" }
-      : { key: "reconnecting", seconds: Math.ceil(delay / 1000) };
-    var message = conn.problem || conn.waiting;
-    eachContainer(conn, function (c) { showConnection(c, "closed", message); });
-    conn.timer = setTimeout(function () { open(conn); }, delay);
-    if (conn.failures >= NEVER_OPENED_LIMIT) probe(conn);
+
+    /**
+     * Handshakes keep failing before the socket opens: ask the page's own server whether
+     * it answers HTTP (any status will do). If it does, it is up but does not take
+     * WebSockets there (WSGI, no "websocket" route, uvicorn without a WebSocket library, a
+     * proxy that drops Upgrade), which no retry will change: say so, and keep retrying at
+     * the cap so a fixed, restarted server is picked up. If it does not, it is just down.
+     */
+    async probe() {
+      if (typeof window.fetch !== "function") return;
+      const answers = await fetch(location.href,
+                                  { method: "HEAD", cache: "no-store", credentials: "same-origin" })
+        .then(() => true, () => false);
+      // Late: the page stopped watching, or a socket reached the server meanwhile.
+      if (this.stopped || this.openedAt || this.failures < NEVER_OPENED_LIMIT) return;
+      const before = this.problem;
+      const unsupported = before?.key === "nows";
+      if (answers) {
+        if (!unsupported) this.problem = { key: "nows" };
+        this.reportNoWebSockets();
+      } else if (unsupported) {
+        this.problem = null; // a server that is down is not set up wrong
+        this.reported = false;
+      }
+      if (this.problem === before) return;
+      const message = this.problem || (this.ws ? { key: "connecting" } : this.waiting);
+      this.show(this.ws ? "connecting" : "closed", message);
+    }
+
+    /** Say once, to the developer, why sockets never open and how to fix it. */
+    reportNoWebSockets() {
+      if (this.reported) return;
+      this.reported = true;
+      console.error(`liveops: ${this.failures} WebSockets to ${this.socketBase()}` +
+        " never opened, while the page's server answers HTTP: it does not accept " +
+        "WebSockets there. Serve the site with an ASGI server (uvicorn " +
+        "yourproject.asgi:application, or \"daphne\" first in INSTALLED_APPS for " +
+        "runserver), route \"websocket\" to liveops.routing.websocket_urlpatterns in " +
+        "asgi.py, give uvicorn a WebSocket library (uvicorn[standard]), let a proxy " +
+        "pass the Upgrade and Connection headers, and keep the page's host in " +
+        "ALLOWED_HOSTS (the socket's Origin is checked). See “Reconnecting… forever” " +
+        "in django-liveops' docs/troubleshooting.md.");
+    }
+
+    /** The socket's address without its query (which holds the operations and grants). */
+    socketBase() {
+      return socketUrl(this.path, [], []).replace(/[?&]$/, "");
+    }
   }
 
-  /**
-   * Handshakes keep failing before the socket opens: ask the page's own server whether
-   * it answers HTTP (any status will do). If it does, it is up but does not take
-   * WebSockets there (WSGI, no "websocket" route, uvicorn without a WebSocket library, a
-   * proxy that drops Upgrade), which no retry will change: say so, and keep retrying at
-   * the cap so a fixed, restarted server is picked up. If it does not, it is just down.
-   */
-  function probe(conn) {
-    if (typeof window.fetch !== "function") return;
-    fetch(location.href, { method: "HEAD", cache: "no-store", credentials: "same-origin" })
-      .then(function () { return true; }, function () { return false; })
-      .then(function (answers) {
-        // Late: the page stopped watching, or a socket reached the server meanwhile.
-        if (conn.stopped || conn.openedAt || conn.failures < NEVER_OPENED_LIMIT) return;
-        var before = conn.problem;
-        var unsupported = before !== null && before.key === "nows";
-        if (answers) {
-          if (!unsupported) conn.problem = { key: "nows" };
-          if (!conn.reported) {
-            conn.reported = true;
-            console.error("liveops: " + conn.failures + " WebSockets to " + socketBase(conn) +
-              " never opened, while the page's server answers HTTP: it does not accept " +
-              "WebSockets there. Serve the site with an ASGI server (uvicorn " +
-              "yourproject.asgi:application, or \"daphne\" first in INSTALLED_APPS for " +
-              "runserver), route \"websocket\" to liveops.routing.websocket_urlpatterns in " +
-              "asgi.py, give uvicorn a WebSocket library (uvicorn[standard]), let a proxy " +
-              "pass the Upgrade and Connection headers, and keep the page's host in " +
-              "ALLOWED_HOSTS (the socket's Origin is checked). See “Reconnecting… forever” " +
-              "in django-liveops' docs/troubleshooting.md.");
-          }
-        } else if (unsupported) {
-          conn.problem = null; // a server that is down is not set up wrong
-          conn.reported = false;
-        }
-        if (conn.problem === before) return;
-        var message = conn.problem || (conn.ws ? { key: "connecting" } : conn.waiting);
-        var state = conn.ws ? "connecting" : "closed";
-        eachContainer(conn, function (c) { showConnection(c, state, message); });
-      });
-  }
-
-  /** The socket's address without its query (which holds the operations and grants). */
-  function socketBase(conn) {
-    return socketUrl(conn.path, [], []).replace(/[?&]$/, "");
-  }
+  const entryOf = (map, key) => map.get(key) ?? map.set(key, []).get(key);
+  const addOnce = (array, value) => array.includes(value) || array.push(value);
 
   /** Group the page's operations and lists into socket keys: one per path, split every
    *  50 operations (or 5 lists); lists go on the first socket of their path. */
   function wantedSockets() {
-    var byPath = new Map();
-    allContainers().forEach(function (c) {
-      var path = c.getAttribute("data-liveop-ws");
-      var token = c.getAttribute("data-liveop");
-      if (!path || !token || c.hasAttribute("data-liveop-rejected")) return;
-      if (!byPath.has(path)) byPath.set(path, []);
-      if (byPath.get(path).indexOf(token) < 0) byPath.get(path).push(token);
-    });
-    var listsByPath = new Map();
-    allLists().forEach(function (l) {
-      var path = l.getAttribute("data-liveop-ws");
-      if (!path || !l.getAttribute("data-liveop-list") || l.hasAttribute("data-liveop-rejected")) {
-        return;
-      }
-      if (!listsByPath.has(path)) listsByPath.set(path, []);
-      if (!byPath.has(path)) byPath.set(path, []);
-      if (listsByPath.get(path).indexOf(listSpec(l)) < 0) listsByPath.get(path).push(listSpec(l));
-    });
-    var wanted = new Map();
-    byPath.forEach(function (tokens, path) {
-      var lists = listsByPath.get(path) || [];
-      var count = Math.max(Math.ceil(tokens.length / MAX_OPS_PER_SOCKET),
-                           Math.ceil(lists.length / MAX_LISTS_PER_SOCKET));
-      for (var n = 0; n < count; n++) {
-        var key = n === 0 ? path : path + " #" + n;
-        wanted.set(key, {
-          path: path,
+    const tokensByPath = new Map();
+    const listsByPath = new Map();
+    for (const c of allContainers()) {
+      const path = c.getAttribute(ATTR.ws);
+      const token = c.getAttribute(ATTR.op);
+      if (!path || !token || c.hasAttribute(ATTR.rejected)) continue;
+      addOnce(entryOf(tokensByPath, path), token);
+    }
+    for (const l of allLists()) {
+      const path = l.getAttribute(ATTR.ws);
+      if (!path || !l.getAttribute(ATTR.list) || l.hasAttribute(ATTR.rejected)) continue;
+      addOnce(entryOf(listsByPath, path), listSpec(l));
+      entryOf(tokensByPath, path); // a path with lists only still gets its socket
+    }
+    const wanted = new Map();
+    for (const [path, tokens] of tokensByPath) {
+      const lists = listsByPath.get(path) || [];
+      const count = Math.max(Math.ceil(tokens.length / MAX_OPS_PER_SOCKET),
+                             Math.ceil(lists.length / MAX_LISTS_PER_SOCKET));
+      for (let n = 0; n < count; n++) {
+        wanted.set(n === 0 ? path : `${path} #${n}`, {
+          path,
           tokens: tokens.slice(n * MAX_OPS_PER_SOCKET, (n + 1) * MAX_OPS_PER_SOCKET),
-          lists: lists.slice(n * MAX_LISTS_PER_SOCKET, (n + 1) * MAX_LISTS_PER_SOCKET)
+          lists: lists.slice(n * MAX_LISTS_PER_SOCKET, (n + 1) * MAX_LISTS_PER_SOCKET),
         });
       }
-    });
+    }
     return wanted;
   }
 
   /** Scan the page and open, reopen or close sockets so each carries its operations. */
   function connect() {
     removeScriptNotices();
-    var wanted = wantedSockets();
-    connections.forEach(function (conn, key) {
-      if (!wanted.has(key)) {
-        stop(conn, null);
-        connections.delete(key);
-      }
-    });
-    wanted.forEach(function (want, key) {
-      var conn = connections.get(key);
-      var same = conn && conn.tokens.join("\n") === want.tokens.join("\n") &&
-        conn.lists.join("\n") === want.lists.join("\n");
-      if (same && (conn.ws || conn.stopped || conn.timer)) return; // already handled
-      if (conn) stop(conn, null);
-      conn = { path: want.path, tokens: want.tokens, lists: want.lists, ws: null, timer: null,
-               attempt: 0, openedAt: 0, stopped: false, failures: 0, problem: null,
-               reported: false, live: false, liveTimer: null, waiting: null };
-      connections.set(key, conn);
-      open(conn);
-    });
+    const wanted = wantedSockets();
+    for (const [key, conn] of connections) {
+      if (wanted.has(key)) continue;
+      conn.stop(null);
+      connections.delete(key);
+    }
+    for (const [key, want] of wanted) {
+      const conn = connections.get(key);
+      if (conn?.carries(want) && (conn.ws || conn.stopped || conn.timer)) continue; // handled
+      conn?.stop(null);
+      const fresh = new Connection(want);
+      connections.set(key, fresh);
+      fresh.open();
+    }
   }
 
   /** The script runs: the DEBUG notice that says it did not (containers, lists) goes. */
   function removeScriptNotices() {
-    var notices = document.querySelectorAll("[data-liveop-script-missing]");
-    Array.prototype.forEach.call(notices, function (el) { el.remove(); });
+    for (const el of document.querySelectorAll(having(ATTR.script_missing))) el.remove();
   }
 
   // Close cleanly when the page goes away (and may enter the back/forward cache);
   // reconnect when it comes back, since the snapshot makes that safe.
-  window.addEventListener("pagehide", function () {
-    connections.forEach(function (conn) { stop(conn, null); });
+  window.addEventListener("pagehide", () => {
+    for (const conn of connections.values()) conn.stop(null);
     connections.clear();
   });
-  window.addEventListener("pageshow", function (event) {
+  window.addEventListener("pageshow", (event) => {
     if (event.persisted) connect();
   });
 
@@ -790,66 +797,56 @@
 
   /** Reopen the sockets of a token that were closed because it had finished. */
   function revive(token) {
-    connections.forEach(function (conn) {
-      if (conn.tokens.indexOf(token) >= 0 && conn.stopped && !conn.ws) {
-        conn.stopped = false;
-        conn.attempt = 0;
-        open(conn);
-      }
-    });
+    for (const conn of connections.values()) {
+      if (!conn.tokens.includes(token) || !conn.stopped || conn.ws) continue;
+      conn.stopped = false;
+      conn.attempt = 0;
+      conn.open();
+    }
   }
 
   // The forms work as a plain POST and redirect. With this script the page stays:
   // the request goes by fetch, and what it changed ("Cancelling…", a new attempt)
   // comes back over the socket like any other update, to every page watching.
   // Any failure falls back to the plain post.
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
     if (!(form instanceof HTMLFormElement)) return;
-    var retry = form.classList.contains("liveops-retry");
+    const retry = form.classList.contains("liveops-retry");
     if (!retry && !form.classList.contains("liveops-cancel")) return;
     if (!window.fetch || !window.FormData) return;
-    var container = form.closest("[data-liveop]");
     event.preventDefault();
-    var button = form.querySelector("button");
+    sendForm(form, retry);
+  });
+
+  async function sendForm(form, retry) {
+    const container = form.closest(having(ATTR.op));
+    const button = form.querySelector("button");
     if (button) button.disabled = true;
-    fetch(form.action, {
-      method: "POST",
-      body: new FormData(form),
-      credentials: "same-origin",
-      headers: { "Accept": "application/json" }
-    }).then(function (response) {
+    try {
+      const response = await fetch(form.action, { method: "POST", body: new FormData(form),
+        credentials: "same-origin", headers: { Accept: "application/json" } });
       if (response.status !== 202 && response.status !== 409) throw new Error(response.status);
       if (button) button.disabled = false; // shown again only when it applies again
-      if (retry && response.status === 202 && container) {
-        revive(container.getAttribute("data-liveop"));
-      }
-    }).catch(function () {
+      if (retry && response.status === 202 && container) revive(container.getAttribute(ATTR.op));
+    } catch {
       form.submit(); // not re-dispatched as a submit event: the plain post
-    });
-  });
-
-  var api = { connect: connect, applyFrame: applyFrame };
-  Object.defineProperty(api, "sockets", {
-    enumerable: true,
-    get: function () {
-      var live = new Map();
-      connections.forEach(function (conn, key) {
-        if (conn.ws && conn.ws.readyState <= WebSocket.OPEN) live.set(key, conn.ws);
-      });
-      return live;
     }
-  });
-  window.liveops = Object.freeze(api);
+  }
 
-  function start() {
+  window.liveops = Object.freeze({
+    connect,
+    applyFrame,
+    get sockets() {
+      const open = [...connections].filter(([, conn]) => conn.ws?.readyState <= WebSocket.OPEN);
+      return new Map(open.map(([key, conn]) => [key, conn.ws]));
+    },
+  });
+
+  const start = () => {
     scrollLogsToEnd();
     connect();
-  }
-
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
-  } else {
-    start();
-  }
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();

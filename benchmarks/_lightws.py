@@ -1,4 +1,4 @@
-"""A light WebSocket viewer for ``fanout.py``: thousands of sockets in one process.
+"""A light WebSocket viewer for ``_fanout.py``: thousands of sockets in one process.
 
     .venv/bin/python benchmarks/_lightws.py --port P --path /ws/liveops/?op=... --count N
 
@@ -12,7 +12,7 @@ message is searched for the benchmark stamp (``_stamp.read``) and for a terminal
 marker; latencies go into a shared log-scale histogram (1 % buckets), so a report
 stays small whatever the frame count.
 
-As a script (run by ``fanout.py``), it connects ``--count`` viewers in waves, prints
+As a script (run by ``_fanout.py``), it connects ``--count`` viewers in waves, prints
 one JSON line (``{"ready": ..., "failed": ...}``), then obeys lines on stdin:
 ``count`` prints how many messages arrived so far; ``settle SECONDS`` waits up to
 that long for every viewer to hold the terminal state, writes its report (JSON) to

@@ -1,6 +1,6 @@
 """Stamp what our publisher sends, so a measuring client can tell which send it holds.
 
-``install()`` wraps ``liveops.publish.Publisher.send``, the one place every live
+``install()`` wraps ``liveops._publish.Publisher.send``, the one place every live
 message of every layer (in-memory included) goes through. Each message gets a
 hidden element ``<i hidden data-bench="SEQ T"></i>`` in its HTML: SEQ counts the
 sends of this process, T is ``time.monotonic()`` just before the send (one clock
@@ -36,7 +36,7 @@ def stamped(message: dict[str, Any], seq: int) -> dict[str, Any]:
 
 def install() -> list[int]:
     """Stamp every message this process publishes; return the list of their sizes."""
-    from liveops.publish import Publisher
+    from liveops._publish import Publisher
 
     sizes: list[int] = []
     original = Publisher.send

@@ -110,11 +110,11 @@ for name in ("group_send", "send"):
 
 if SIDE == "ours":
     from tests.testapp.models import Scripted as Model
-    from liveops.execution import execute
+    from liveops._execution import execute
 
     if LAYER == "memory":
         # A web process with a viewer has bound its server loop: in-memory sends go there.
-        from liveops.publish import get_publisher
+        from liveops._publish import get_publisher
 
         server_loop = asyncio.new_event_loop()
         threading.Thread(target=server_loop.run_forever, daemon=True).start()

@@ -280,7 +280,7 @@ def _run_operation(pk: str, step: Callable[[Any], None]) -> None:
     if SIDE == "ours":
         from tests.testapp.models import Scripted
 
-        from liveops.execution import execute
+        from liveops._execution import execute
 
         Scripted.SCRIPTS[uuid.UUID(pk)] = [step]
         execute(Scripted.live_label(), pk)
@@ -397,7 +397,7 @@ def _setup(count: int) -> None:
     if SIDE == "ours":
         from tests.testapp.models import Scripted
 
-        from liveops import grants
+        from liveops import _grants as grants
 
         ops = [Scripted._default_manager.create(owner=owner) for _ in range(count)]
         # As the page does: the token with its view grant for this user and session.

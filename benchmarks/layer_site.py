@@ -122,7 +122,7 @@ def _worker(pk: str, seconds: float) -> None:
     import _stamp
     from tests.testapp.models import Scripted
 
-    from liveops.execution import execute
+    from liveops._execution import execute
 
     sent = _stamp.install()
 

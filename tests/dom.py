@@ -15,7 +15,7 @@ import lxml.html
 from lxml import etree
 from lxml.html import HtmlElement
 
-from liveops.protocol import ATTRIBUTES as A
+from liveops._protocol import ATTRIBUTES as A
 
 __all__ = ["BOOKKEEPING", "Page", "canonical", "log_max", "parse", "rank"]
 

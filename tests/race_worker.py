@@ -20,7 +20,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from liveops.execution import execute  # noqa: E402
+from liveops._execution import execute  # noqa: E402
 
 
 def main() -> None:

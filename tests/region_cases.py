@@ -3,7 +3,7 @@
 docs/protocol.md, "Applying a region element", rules 1-6, say how an element arriving
 over the socket is applied to the element of the same id in the page. Three pieces of
 code follow them: liveops.js in the browser, the page model of tests/dom.py, and the
-hub's merge for a socket that lags (``liveops.updates.Update.merged``). Each case below
+hub's merge for a socket that lags (``liveops._updates.Update.merged``). Each case below
 is plain data: the element in the page, the elements arriving (one frame each, in
 order), and what the page holds afterwards. tests/test_region_cases.py runs every case
 through the page model and the merge; tests/test_client_js.py through liveops.js in
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from liveops.protocol import ATTRIBUTES as A
+from liveops._protocol import ATTRIBUTES as A
 
 __all__ = ["CASES", "CONNECTION", "PK", "TOKEN", "Case", "container", "rid"]
 
@@ -45,7 +45,7 @@ def region(
     log_max: Value = None,
     reversed_attributes: bool = False,
 ) -> str:
-    """Render one region element as liveops.fragments does."""
+    """Render one region element as liveops._fragments does."""
     attrs = [f'id="{rid(name)}"', f'class="liveops-{name}"', f'hx-swap-oob="{oob}"']
     for attribute, value in (
         (A["version"], v),

@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from liveops.execution import execute
+from liveops._execution import execute
+from liveops._state import Phase
 from liveops.lifecycle import LOST_MESSAGE, end_as_interrupted
-from liveops.state import Phase
 from tests.testapp.models import Endless, Scripted
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,10 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from liveops import lifecycle, receivers
-from liveops.execution import execute
-from liveops.state import ALL_REGIONS, Phase
+from liveops import _receivers as receivers
+from liveops import lifecycle
+from liveops._execution import execute
+from liveops._state import ALL_REGIONS, Phase
 from tests.testapp.models import Endless, Scripted
 
 pytestmark = pytest.mark.django_db(transaction=True)

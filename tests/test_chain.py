@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 
 from liveops import lifecycle
-from liveops.fragments import render_regions
-from liveops.state import Phase, StateView
+from liveops._fragments import render_regions
+from liveops._state import Phase, StateView
 from liveops.testing import LiveRun, RecordingProgress
 from tests.testapp.models import Chaining, Gated, Scripted
 

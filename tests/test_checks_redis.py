@@ -1,4 +1,4 @@
-"""``liveops.checks_redis``: warnings for channels_redis hosts that fail under redis-py 8."""
+"""``liveops._checks_redis``: warnings for channels_redis hosts that fail under redis-py 8."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
 
-from liveops import checks_redis
-from liveops.checks_redis import check_redis_layers
+from liveops import _checks_redis as checks_redis
+from liveops._checks_redis import check_redis_layers
 
 CORE = "channels_redis.core.RedisChannelLayer"
 PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"

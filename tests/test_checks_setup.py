@@ -34,16 +34,16 @@ from django.core.handlers.asgi import ASGIHandler
 from django.urls import path
 from django.utils.module_loading import import_string
 
-from liveops.asgi import UVICORN_WITHOUT_WEBSOCKETS
-from liveops.checks import check_runner, check_settings
-from liveops.checks_server import (
+from liveops._checks import check_runner, check_settings
+from liveops._checks_server import (
     check_asgi_application,
     check_runserver,
     check_uvicorn_websockets,
     reaches_consumer,
 )
+from liveops._publish import get_publisher
+from liveops.asgi import UVICORN_WITHOUT_WEBSOCKETS
 from liveops.consumers import CloseCode
-from liveops.publish import get_publisher
 from liveops.routing import websocket_urlpatterns
 from liveops.runners import NOT_QUEUED_MESSAGE, NOT_SET_UP_MESSAGE, Runner
 from tests import asgi as tests_asgi
@@ -224,7 +224,7 @@ def test_the_same_settings_with_the_packages_installed_pass(tmp_path: Path, site
     [
         ("nowhere.at.all.Runner", "cannot be imported: No module named 'nowhere'"),
         ("liveops.runners.NoSuchRunner", "cannot be imported"),
-        ("liveops.conf.LiveOpsSettings", "is not a liveops.runners.Runner subclass"),
+        ("liveops._conf.LiveOpsSettings", "is not a liveops.runners.Runner subclass"),
     ],
 )
 def test_a_runner_path_that_cannot_be_used_is_an_error(

@@ -10,8 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from liveops.checks import check_settings
-from liveops.conf import DEFAULTS, LiveOpsSettings, get_settings
+from liveops._checks import check_settings
+from liveops._conf import DEFAULTS, LiveOpsSettings, get_settings
 from liveops.runners import get_runner
 from liveops.runners.eager import EagerRunner
 from liveops.runners.thread import ThreadRunner
@@ -175,7 +175,7 @@ def test_an_unimportable_runner_is_named(settings: Any, path: str) -> None:
 
 
 def test_a_runner_path_to_something_else_is_refused(settings: Any) -> None:
-    settings.LIVEOPS = {"RUNNER": "liveops.conf.LiveOpsSettings"}
+    settings.LIVEOPS = {"RUNNER": "liveops._conf.LiveOpsSettings"}
     with pytest.raises(ImproperlyConfigured, match=r"not a liveops\.runners\.Runner subclass"):
         get_runner()
 

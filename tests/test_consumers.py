@@ -21,8 +21,8 @@ from django.db import connections
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from liveops.publish import group_name
-from liveops.state import ALL_REGIONS, Phase
+from liveops._publish import group_name
+from liveops._state import ALL_REGIONS, Phase
 from tests.testapp.models import Gated, Scripted
 from tests.viewers import (
     TIMEOUT,

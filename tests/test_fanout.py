@@ -10,9 +10,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from liveops.fanout import Hub, Viewer
-from liveops.publish import group_name
-from liveops.updates import Chunk, Rank, Update
+from liveops._fanout import Hub, Viewer
+from liveops._publish import group_name
+from liveops._updates import Chunk, Rank, Update
 from tests.testapp.models import Scripted
 from tests.viewers import marker_message, open_viewer
 
@@ -253,7 +253,7 @@ async def test_many_sockets_of_one_process_share_one_channel(user: Any) -> None:
 
 async def test_a_burst_of_joins_keeps_few_layer_calls_in_flight() -> None:
     """redis-py 8 pools refuse their 101st connection: the hub never asks for that many."""
-    from liveops.fanout import MEMBERSHIP_CONCURRENCY
+    from liveops._fanout import MEMBERSHIP_CONCURRENCY
 
     class SlowLayer(CountingLayer):
         in_flight = peak = 0
@@ -318,7 +318,7 @@ async def test_updates_that_come_faster_than_a_pass_merge_at_the_hub() -> None:
 async def test_a_pass_over_many_sockets_lets_the_server_work_in_between(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from liveops.fanout import YIELD_EVERY
+    from liveops._fanout import YIELD_EVERY
 
     hub = Hub(CountingLayer())
     sockets = [Socket() for _ in range(4 * YIELD_EVERY)]

@@ -13,8 +13,8 @@ import pytest
 from lxml import etree
 from lxml.html import HtmlElement
 
-from liveops.fragments import frame, region_id, render_regions
-from liveops.state import (
+from liveops._fragments import frame, region_id, render_regions
+from liveops._state import (
     ALL_REGIONS,
     LOG_LINE_MAX,
     STATUS_MAX,

@@ -14,7 +14,7 @@ from django.core import signing
 from django.template import Context, Template
 from django.test import RequestFactory
 
-from liveops import grants
+from liveops import _grants as grants
 from tests.test_consumers import _tables, count_queries
 from tests.testapp.models import Scripted
 from tests.viewers import open_viewer

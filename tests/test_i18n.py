@@ -22,8 +22,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 import liveops
-from liveops.fragments import render_container, render_regions
-from liveops.state import Phase, StageState, StateView
+from liveops._fragments import render_container, render_regions
+from liveops._state import Phase, StageState, StateView
 from tests.conftest import need
 from tests.dom import parse
 from tests.testapp.models import Scripted

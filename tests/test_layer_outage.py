@@ -33,9 +33,9 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from liveops.execution import execute
-from liveops.publish import FINISH_TIMEOUT, SEND_TIMEOUT, group_name
-from liveops.state import Phase
+from liveops._execution import execute
+from liveops._publish import FINISH_TIMEOUT, SEND_TIMEOUT, group_name
+from liveops._state import Phase
 from tests.conftest import need
 from tests.testapp.models import Scripted
 from tests.viewers import marker_message, open_viewer

@@ -13,10 +13,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from liveops import lifecycle
+from liveops._state import Phase, StageState, close_open_stages
 from liveops.lifecycle import PHASE_FILTERS, UNFINISHED, fresh_attempt, in_phase
 from liveops.models import LiveOperation
 from liveops.signals import Transition, operation_changed
-from liveops.state import Phase, StageState, close_open_stages
 from tests.testapp.models import Scripted
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_an_open_stage_ends_by_how_the_operation_ended(phase: Phase, becomes: St
 
 
 def test_enqueue_without_the_liveops_app_says_the_fix(user: Any) -> None:
-    from liveops.receivers import publish_enqueued_row
+    from liveops._receivers import publish_enqueued_row
     from liveops.runners import dispatch_enqueued
     from liveops.signals import operation_enqueued
 

@@ -20,8 +20,13 @@ from django.urls import NoReverseMatch
 from django.utils import timezone
 
 import liveops.lists
-from liveops import lifecycle, receivers
-from liveops.execution import execute
+from liveops import _receivers as receivers
+from liveops import lifecycle
+from liveops._execution import execute
+from liveops._publish import bind_server_loop, group_name
+from liveops._receivers import publish_row
+from liveops._state import Phase
+from liveops._updates import Rank, Update
 from liveops.lifecycle import LOST_MESSAGE, end_as_interrupted, end_unqueued
 from liveops.lists import (
     format_duration,
@@ -31,10 +36,6 @@ from liveops.lists import (
     page_rows,
     render_row,
 )
-from liveops.publish import bind_server_loop, group_name
-from liveops.receivers import publish_row
-from liveops.state import Phase
-from liveops.updates import Rank, Update
 from tests.testapp.models import Gated, Scripted
 from tests.viewers import in_thread
 

@@ -17,11 +17,11 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.utils import timezone
 
-from liveops import grants
-from liveops.fanout import get_hub
+from liveops import _grants as grants
+from liveops._fanout import get_hub
+from liveops._liveness import watchdog
+from liveops._receivers import publish_row
 from liveops.lists import list_group, owner_list_group
-from liveops.liveness import watchdog
-from liveops.receivers import publish_row
 from tests.testapp.models import Scripted
 from tests.viewers import (
     assert_closed_with,

@@ -28,8 +28,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from liveops._liveness import heartbeat
 from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted
-from liveops.liveness import heartbeat
 from liveops.models import LiveOperation
 from liveops.runners import NOT_QUEUED_MESSAGE, Runner
 from tests.pg_workers import wait_for
@@ -220,7 +220,7 @@ def test_the_sweep_ends_only_lost_operations(user: Any) -> None:
 
 def test_a_run_ended_elsewhere_cannot_turn_successful(user: Any) -> None:
     """A worker that was declared lost but comes back keeps the lost end."""
-    from liveops.execution import execute
+    from liveops._execution import execute
     from tests.testapp.models import Scripted
 
     op = Scripted.objects.create(owner=user)

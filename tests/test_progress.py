@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from lxml.html import HtmlElement
 
-from liveops.execution import execute
+from liveops._execution import execute
+from liveops._publish import get_publisher
+from liveops._state import ERROR_MAX, STAGE_NAME_MAX, Phase
+from liveops._updates import Update
 from liveops.lifecycle import INTERRUPTED_MESSAGE
 from liveops.progress import Progress
-from liveops.publish import get_publisher
-from liveops.state import ERROR_MAX, STAGE_NAME_MAX, Phase
-from liveops.updates import Update
 from tests.dom import parse
 from tests.testapp.models import Scripted
 

@@ -21,13 +21,13 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError
 from lxml.html import HtmlElement
 
-import liveops.publish
-from liveops.execution import Run, execute
-from liveops.fragments import render_regions
+import liveops._publish
+from liveops._execution import Run, execute
+from liveops._fragments import render_regions
+from liveops._publish import bind_server_loop, group_name
+from liveops._state import ALL_REGIONS, Phase
+from liveops._updates import Update
 from liveops.progress import Progress
-from liveops.publish import bind_server_loop, group_name
-from liveops.state import ALL_REGIONS, Phase
-from liveops.updates import Update
 from tests.dom import parse
 from tests.testapp.models import Scripted
 from tests.viewers import in_thread
@@ -385,7 +385,7 @@ async def test_a_layer_that_never_answers_never_fails_the_operation(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(liveops.publish, "SEND_TIMEOUT", 0.2)
+    monkeypatch.setattr(liveops._publish, "SEND_TIMEOUT", 0.2)
 
     async def hanging(group: str, message: Message) -> None:
         await asyncio.Event().wait()
@@ -438,7 +438,7 @@ async def test_an_idle_operation_resends_its_picture(
 ) -> None:
     """With nothing new to say, a running operation still re-sends its steady regions."""
     settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
-    monkeypatch.setattr(liveops.publish, "KEYFRAME_INTERVAL", 0.2)
+    monkeypatch.setattr(liveops._publish, "KEYFRAME_INTERVAL", 0.2)
     op = await in_thread(Scripted.objects.create, owner=user)
     listener = await subscribe(layer, op)
     finish = gate(gates)
@@ -485,7 +485,7 @@ async def test_an_end_that_could_not_be_stored_is_never_shown(
 ) -> None:
     """No terminal message without a stored end, and no keyframes after it either."""
     settings.LIVEOPS = {"RUNNER": "eager", "THROTTLE_HZ": 20}
-    monkeypatch.setattr(liveops.publish, "KEYFRAME_INTERVAL", 0.05)
+    monkeypatch.setattr(liveops._publish, "KEYFRAME_INTERVAL", 0.05)
 
     def database_gone(self: Run, view: Any) -> None:
         raise DatabaseError("the database went away")

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from liveops.updates import Chunk, Rank, Update
+from liveops._updates import Chunk, Rank, Update
 from tests.dom import Page, canonical, log_max, parse, rank
 from tests.region_cases import CASES, Case, container
 

@@ -16,9 +16,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from liveops._state import Phase
 from liveops.management.commands.run_liveop import EXIT_CANCELLED, EXIT_FAILED
 from liveops.progress import Progress
-from liveops.state import Phase
 from tests.pg_workers import wait_for
 from tests.test_liveness import ROOT, env_for_children
 from tests.testapp.models import Counted, Endless, Pulsed, Scripted

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from liveops.state import (
+from liveops._state import (
     ALL_REGIONS,
     LOG_LINE_MAX,
     STATUS_MAX,

@@ -10,11 +10,11 @@ from django.core import checks
 from django.test.utils import isolate_apps
 
 from liveops import lifecycle
-from liveops.checks import check_operation_models
-from liveops.fragments import render_container, render_regions
+from liveops._checks import check_operation_models
+from liveops._fragments import render_container, render_regions
+from liveops._state import EXTRA_HTML_MAX, Phase
 from liveops.models import LiveOperation
 from liveops.progress import Progress
-from liveops.state import EXTRA_HTML_MAX, Phase
 from liveops.testing import LiveRun, RecordingProgress
 from tests.testapp.models import Swapping
 
@@ -51,7 +51,7 @@ def test_swapped_html_goes_out_as_it_is_and_ends_in_the_terminal_frame(
 
 @pytest.mark.django_db(transaction=True)
 def test_each_swap_is_stored_at_once_for_pages_opened_later(swapping: Any, user: Any) -> None:
-    from liveops.execution import execute
+    from liveops._execution import execute
 
     seen: dict[str, Any] = {}
     gate = threading.Event()

@@ -22,7 +22,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 import liveops
-from liveops.state import ALL_REGIONS, Phase
+from liveops._state import ALL_REGIONS, Phase
 from tests.testapp.models import Scripted
 
 STATIC_ROOT_OF_PACKAGE = Path(liveops.__file__).resolve().parent / "static"
@@ -321,5 +321,5 @@ def test_loading_the_tags_does_not_import_the_socket_stack() -> None:
         timeout=60,
     ).stdout.split()
     assert "liveops.templatetags.liveops" in loaded
-    socket_stack = {"liveops.consumers", "liveops.fanout", "channels.auth", "channels.sessions"}
+    socket_stack = {"liveops.consumers", "liveops._fanout", "channels.auth", "channels.sessions"}
     assert socket_stack.isdisjoint(loaded)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from liveops._fragments import render_update
+from liveops._state import ERROR_MAX, STAGE_NAME_MAX, Phase, StageState, StateView
 from liveops.exceptions import OperationCancelled
-from liveops.fragments import render_update
 from liveops.progress import Progress
-from liveops.state import ERROR_MAX, STAGE_NAME_MAX, Phase, StageState, StateView
 from liveops.testing import Call, LiveRun, LiveRunRecord, RecordingProgress
 from tests.testapp.models import Scripted
 

@@ -11,7 +11,7 @@ import random
 import msgpack
 import pytest
 
-from liveops.updates import MESSAGE_TYPE, Chunk, Rank, Update
+from liveops._updates import MESSAGE_TYPE, Chunk, Rank, Update
 from tests.dom import Page
 
 GROUP = "liveop.testapp.scripted.1"

@@ -16,8 +16,8 @@ from django.urls import include, path
 from django.utils import timezone
 from django.views.generic import CreateView
 
+from liveops._state import ALL_REGIONS, Phase
 from liveops.runners.eager import EagerRunner
-from liveops.state import ALL_REGIONS, Phase
 from liveops.views import LiveOperationCreateMixin
 from tests.testapp.models import Gated, Scripted
 

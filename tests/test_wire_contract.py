@@ -1,6 +1,6 @@
 """The wire names: one table on each side, and no other spelling of them in the package.
 
-``liveops.protocol.ATTRIBUTES`` is the server's table of every ``data-liveop*``
+``liveops._protocol.ATTRIBUTES`` is the server's table of every ``data-liveop*``
 attribute; ``ATTR`` in liveops.js is the client's. The client's table must equal the
 server's without the names that only the server and the stylesheets use
 (``SERVER_ONLY`` below, declared here so that a new server name the client ignores is
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from liveops.protocol import ATTRIBUTES
+from liveops._protocol import ATTRIBUTES
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "liveops"
 LIVEOPS_JS = PACKAGE / "static" / "liveops" / "liveops.js"
@@ -80,7 +80,7 @@ def test_every_name_in_the_package_is_in_the_table() -> None:
     found = wire_names_in_the_package()
     assert any(path.endswith(".html") for path, _ in found)  # the scan does see templates
     unknown = sorted({(path, name) for path, name in found if name not in ATTRIBUTES.values()})
-    assert unknown == [], "spell a wire name through liveops.protocol.ATTRIBUTES (or add it)"
+    assert unknown == [], "spell a wire name through liveops._protocol.ATTRIBUTES (or add it)"
 
 
 def test_liveops_js_spells_each_name_once_in_its_table() -> None:

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 
-from liveops.execution import execute
-from liveops.updates import Chunk, Rank, Update
+from liveops._execution import execute
+from liveops._updates import Chunk, Rank, Update
 from tests.asgi import application
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import django
 
 django.setup()
 
-from liveops.execution import execute  # noqa: E402
+from liveops._execution import execute  # noqa: E402
 
 if __name__ == "__main__":
     execute(sys.argv[1], sys.argv[2])

@@ -18,10 +18,10 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from liveops.fragments import phase_label
+from liveops._fragments import phase_label
+from liveops._state import Phase
 from liveops.lifecycle import PHASE_FILTERS, request_cancel, request_retry
 from liveops.models import LiveOperation
-from liveops.state import Phase
 
 __all__ = ["LiveOperationAdmin", "StateFilter"]
 

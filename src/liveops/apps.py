@@ -13,10 +13,10 @@ class LiveOpsConfig(AppConfig):
     verbose_name = "Live operations"
 
     def ready(self) -> None:
-        from liveops import receivers
-        from liveops.checks import check_operation_models, check_runner, check_settings
-        from liveops.checks_redis import check_redis_layers
-        from liveops.checks_server import (
+        from liveops import _receivers as receivers
+        from liveops._checks import check_operation_models, check_runner, check_settings
+        from liveops._checks_redis import check_redis_layers
+        from liveops._checks_server import (
             check_asgi_application,
             check_runserver,
             check_uvicorn_websockets,

@@ -23,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from liveops.liveness import heartbeat
+from liveops._liveness import heartbeat
 
 __all__ = ["LiveOpsLifespan"]
 

@@ -8,8 +8,8 @@ import logging
 import re
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
@@ -18,15 +18,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 
-from liveops import grants
-from liveops.conf import get_settings, report_missing_layer
-from liveops.fanout import Viewer, get_hub
-from liveops.fragments import frame, render_regions
+from liveops import _grants as grants
+from liveops._conf import get_settings, report_missing_layer
+from liveops._fanout import Viewer, get_hub
+from liveops._fragments import frame, render_regions
+from liveops._liveness import ensure_fresh, expire_stale_among, watchdog
+from liveops._publish import bind_server_loop, group_name
+from liveops._state import Phase
 from liveops.lists import list_group_for, page_rows, render_row
-from liveops.liveness import ensure_fresh, expire_stale_among, watchdog
 from liveops.models import LiveOperation, get_operation_model
-from liveops.publish import bind_server_loop, group_name
-from liveops.state import Phase
 
 __all__ = ["CloseCode", "LiveOperationConsumer"]
 
@@ -59,38 +59,49 @@ _REASONS = {
     CloseCode.NOT_FOUND: "not found",
 }
 
+#: Operations shown running in a socket's lists: (model, pk) pairs the watchdog looks after.
+_Rows = list[tuple[type[LiveOperation], Any]]
+
 
 @dataclass(frozen=True)
 class _Request:
-    """One operation a socket asked for; ``model`` is None when the label names none."""
+    """One operation a socket asked for, its label resolved to its model and group."""
 
     token: str
-    label: str
+    group: str
     pk: uuid.UUID
-    model: type[LiveOperation] | None
+    model: type[LiveOperation]
     grant: str = field(default="", compare=False)
-
-    @property
-    def group(self) -> str:
-        return group_name(self.label, self.pk)
 
 
 @dataclass(frozen=True)
 class _ListRequest:
     """One page of an operations list a socket asked for (``liveops.lists``)."""
 
-    spec: str
-    label: str
+    token: str
     page: int
     per_page: int
-    model: type[LiveOperation] | None = None
+    model: type[LiveOperation]
+
+
+@dataclass
+class _Asked:
+    """What one socket asked for: the operations and lists it may get, and those refused."""
+
+    operations: list[_Request] = field(default_factory=list)
+    lists: list[_ListRequest] = field(default_factory=list)
+    #: The close code of each refused token, by kind: the operations' first, then the lists'.
+    refused: dict[str, dict[str, int]] = field(default_factory=lambda: {"op": {}, "list": {}})
+
+    def codes(self) -> list[int]:
+        return [code for tokens in self.refused.values() for code in tokens.values()]
 
 
 class LiveOperationConsumer(AsyncWebsocketConsumer):
     """Authorize, subscribe, send a snapshot per operation, then let the hub send updates.
 
     The socket has no channel of its own: the process's ``Hub`` receives each
-    update once and writes it to every socket watching (``liveops.fanout``).
+    update once and writes it to every socket watching (``liveops._fanout``).
     """
 
     #: More operations than this on one socket is refused as a bad request.
@@ -99,14 +110,14 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
     max_lists = 5
     max_per_page = 100
     #: An alias no project configures: Channels then gives the consumer no channel.
-    channel_layer_alias = "liveops.fanout-hub-instead"
+    channel_layer_alias = "liveops._fanout-hub-instead"
 
     async def connect(self) -> None:
         """Check every requested operation and list; send each allowed one's current state."""
         bind_server_loop(asyncio.get_running_loop())
         self._groups: dict[str, _Request] = {}
         self._list_groups: set[str] = set()
-        self._watched_rows: list[tuple[type[LiveOperation], Any]] = []
+        self._watched_rows: _Rows = []
         settings = get_settings()
         layer = get_channel_layer(settings.CHANNEL_LAYER)
         if layer is None:
@@ -118,15 +129,35 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             return
         self._hub = get_hub(layer, settings.CHANNEL_LAYER)
         await self.accept()
-        requests, list_requests = self._parse_requests(), self._parse_lists()
-        if requests is None or list_requests is None or not (requests or list_requests):
+        asked = self._parse_query()
+        if asked is None:
             await self.close(code=CloseCode.BAD_REQUEST)
             return
-        known, rejected = _resolve(requests)
-        lists, rejected_lists = _resolve(list_requests)
-        self._granted = self._check_grants(known, settings.GRANT_SECONDS)
+        await self._identify(asked, settings.GRANT_SECONDS)
+        # Subscribe before reading the database, so no update falls between the two.
+        if not await self._subscribe(asked):
+            return
+        snapshots = await self._load_operations(asked)
+        if not self._groups and not self._list_groups:
+            await self.close(code=min(asked.codes(), default=CloseCode.BAD_REQUEST))
+            return
+        await self._send_snapshots(asked, snapshots)
+
+    def _parse_query(self) -> _Asked | None:
+        """Parse the ``op=`` and ``list=`` values; None when any is malformed, or none is there."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        asked, operations, lists = _Asked(), query.get("op", []), query.get("list", [])
+        if not (self._parse_operations(operations, asked) and self._parse_lists(lists, asked)):
+            return None
+        return asked if asked.operations or asked.lists or asked.codes() else None
+
+    async def _identify(self, asked: _Asked, max_age: float) -> None:
+        """Check the view grants and load the user only when needed; lists need a logged-in one."""
+        key = grants.session_key_of(self.scope)
+        checked = [(r, grants.check(r.grant, r.token, key, max_age)) for r in asked.operations]
+        self._granted = {request: grant for request, grant in checked if grant is not None}
         # Only operations without a valid grant, and lists, need the user (two queries).
-        needs_user = len(self._granted) < len(known) or bool(lists)
+        needs_user = len(self._granted) < len(asked.operations) or bool(asked.lists)
         self._user = await self._scope_user() if needs_user else AnonymousUser()
         self._staff = bool(getattr(self._user, "is_staff", False)) or any(
             granted.staff for granted in self._granted.values()
@@ -134,40 +165,44 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         # Updates go straight to the server's send: the frame's event is built once
         # per update and process, and Channels' send() would wrap each in two more calls.
         self._viewer = Viewer(self.base_send, staff=self._staff, on_failure=self._layer_failed)
-        if lists and not self._user.is_authenticated:
-            rejected_lists.update(dict.fromkeys(lists, CloseCode.LOGIN_REQUIRED))
-            lists = []
-        list_groups = await self._choose_list_groups(lists) if lists else {}
-        # Subscribe before reading the database, so no update falls between the two.
+        if asked.lists and not self._user.is_authenticated:
+            for request in asked.lists:
+                asked.refused["list"][request.token] = CloseCode.LOGIN_REQUIRED
+            asked.lists = []
+
+    async def _subscribe(self, asked: _Asked) -> bool:
+        """Join each operation's and list's group; if the layer fails, close (1011) and say so."""
+        list_groups = await self._choose_list_groups(asked.lists) if asked.lists else []
         try:
-            for request in known:
+            for request in asked.operations:
                 await self._join(request)
-            for group in list_groups.values():
-                if group not in self._list_groups:
-                    await self._hub.subscribe(group, self._viewer)
-                    self._list_groups.add(group)
+            for group in dict.fromkeys(list_groups):  # two lists may share one
+                await self._hub.subscribe(group, self._viewer)
+                self._list_groups.add(group)
         except Exception as exc:  # the layer is unreachable: the page retries later
             logger.warning("liveops could not subscribe a socket: %r", exc)
             await self.close(code=_TRY_AGAIN)
-            return
-        snapshots, refused = await self._load_snapshots(known)
-        rejected.update(refused)
-        for request in rejected:
+            return False
+        return True
+
+    async def _load_operations(self, asked: _Asked) -> list[str]:
+        """Render the snapshot of each operation the user may see; leave the others' groups."""
+        snapshots, refused = await self._load_snapshots(asked.operations)
+        for request, code in refused.items():
+            asked.refused["op"][request.token] = code
             if request.group in self._groups:
                 await self._leave(request)
-        if not self._groups and not self._list_groups:
-            codes = [*rejected.values(), *rejected_lists.values()]
-            await self.close(code=min(codes, default=CloseCode.BAD_REQUEST))
-            return
-        for request, code in rejected.items():
-            await self.send_json_rejection(request.token, code)
-        for list_request, code in rejected_lists.items():
-            await self.send_json_rejection(list_request.spec, code, key="list")
-        list_snapshots, self._watched_rows = await self._load_lists(lists)
+        return snapshots
+
+    async def _send_snapshots(self, asked: _Asked, snapshots: list[str]) -> None:
+        """Send each refusal, then the operations' and the lists' snapshots, then updates."""
+        for key, tokens in asked.refused.items():
+            for token, code in tokens.items():
+                await self.send_json_rejection(token, code, key=key)
+        list_snapshots, self._watched_rows = await self._load_lists(asked.lists)
         for model, pk in self._watched_rows:
             watchdog.watch(model, pk)  # rows shown running: a lost run ends within a beat
-        snapshots += list_snapshots
-        for html in snapshots:
+        for html in snapshots + list_snapshots:
             await self.send(text_data=frame(html))
         self._viewer.release()  # updates that came meanwhile follow the snapshot
 
@@ -185,13 +220,11 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def _join(self, request: _Request) -> None:
         """Subscribe to the operation's group, and have the watchdog look after it."""
-        assert request.model is not None
         await self._hub.subscribe(request.group, self._viewer)
         self._groups[request.group] = request
         watchdog.watch(request.model, request.pk)
 
     async def _leave(self, request: _Request) -> None:
-        assert request.model is not None
         await self._hub.unsubscribe(request.group, self._viewer)
         del self._groups[request.group]
         watchdog.unwatch(request.model, request.pk)
@@ -210,13 +243,6 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     # --- helpers -------------------------------------------------------------------
 
-    def _check_grants(
-        self, requests: list[_Request], max_age: float
-    ) -> dict[_Request, grants.Grant]:
-        session_key = grants.session_key_of(self.scope)
-        checked = {r: grants.check(r.grant, r.token, session_key, max_age) for r in requests}
-        return {request: grant for request, grant in checked.items() if grant is not None}
-
     async def _scope_user(self) -> Any:
         """Return the socket's user: from AuthMiddleware, else from the session, else anonymous."""
         user: Any = self.scope.get("user")
@@ -224,64 +250,60 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             user = await get_user(self.scope)
         return user or AnonymousUser()
 
-    def _parse_requests(self) -> list[_Request] | None:
-        """Parse ``op=<label>:<pk>[~<grant>]`` values; None when any is malformed."""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+    def _parse_operations(self, values: list[str], asked: _Asked) -> bool:
+        """Add each ``op=<label>:<pk>[~<grant>]`` to ``asked``; False when any is malformed."""
         grants_by_token: dict[str, str] = {}
-        for value in query.get("op", []):
+        for value in values:
             token, _, grant = value.partition("~")
             grants_by_token.setdefault(token, grant)
         if len(grants_by_token) > self.max_operations:
-            return None
-        parsed = []
+            return False
         for token, grant in grants_by_token.items():
             match = _TOKEN.match(token)
             if match is None:
-                return None
+                return False
             try:
                 pk = uuid.UUID(match["pk"])
             except ValueError:
-                return None
-            parsed.append(_Request(token, match["label"], pk, None, grant))
-        return parsed
+                return False
+            if (model := _find_model(match["label"])) is None:
+                asked.refused["op"][token] = CloseCode.NOT_FOUND
+            else:
+                group = group_name(match["label"], pk)
+                asked.operations.append(_Request(token, group, pk, model, grant))
+        return True
 
-    def _parse_lists(self) -> list[_ListRequest] | None:
-        """Parse ``list=<label>:<page>:<per_page>`` values; None when any is malformed."""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        specs = list(dict.fromkeys(query.get("list", [])))
+    def _parse_lists(self, values: list[str], asked: _Asked) -> bool:
+        """Add each ``list=<label>:<page>:<per_page>`` to ``asked``; False when any is malformed."""
+        specs = list(dict.fromkeys(values))
         if len(specs) > self.max_lists:
-            return None
-        parsed = []
+            return False
         for spec in specs:
             match = _LIST.match(spec)
             if match is None or not 1 <= int(match["per_page"]) <= self.max_per_page:
-                return None
-            parsed.append(
-                _ListRequest(spec, match["label"], int(match["page"]), int(match["per_page"]))
-            )
-        return parsed
+                return False
+            if (model := _find_model(match["label"])) is None:
+                asked.refused["list"][spec] = CloseCode.NOT_FOUND
+            else:
+                page, per_page = int(match["page"]), int(match["per_page"])
+                asked.lists.append(_ListRequest(spec, page, per_page, model))
+        return True
 
     @database_sync_to_async
-    def _choose_list_groups(self, lists: list[_ListRequest]) -> dict[_ListRequest, str]:
+    def _choose_list_groups(self, lists: list[_ListRequest]) -> list[str]:
         """Pick each list's group: every row, or the user's own (``viewable_by`` may query)."""
-        return {request: list_group_for(_model(request), self._user) for request in lists}
+        return [list_group_for(request.model, self._user) for request in lists]
 
     @database_sync_to_async
-    def _load_lists(
-        self, lists: list[_ListRequest]
-    ) -> tuple[list[str], list[tuple[type[LiveOperation], Any]]]:
-        """Render each list page's rows (one query each), its lost runs ended first.
-
-        Return the snapshot frames' HTML and the operations shown running.
-        """
+    def _load_lists(self, lists: list[_ListRequest]) -> tuple[list[str], _Rows]:
+        """Render each page's rows (a query each, lost runs ended first), and list those running."""
         frames: list[str] = []
-        running: list[tuple[type[LiveOperation], Any]] = []
+        running: _Rows = []
         for request in lists:
-            model = _model(request)
-            ops = page_rows(model, self._user, request.page, request.per_page)
-            if expire_stale_among(model, ops):  # a lost run is shown as such
-                ops = page_rows(model, self._user, request.page, request.per_page)
-            running += [(model, op.pk) for op in ops if op.get_state() is Phase.STARTED]
+            ops = page_rows(request.model, self._user, request.page, request.per_page)
+            if expire_stale_among(request.model, ops):  # a lost run is shown as such
+                ops = page_rows(request.model, self._user, request.page, request.per_page)
+            running += [(request.model, op.pk) for op in ops if op.get_state() is Phase.STARTED]
             if ops:
                 frames.append("".join(render_row(op) for op in ops))
         return frames, running
@@ -291,46 +313,28 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         """Load each operation (one query per model), authorize, and render its snapshot."""
         by_model: dict[type[LiveOperation], list[_Request]] = defaultdict(list)
         for request in requests:
-            if request.model is not None:
-                by_model[request.model].append(request)
-        log_max = get_settings().LOG_TAIL
+            by_model[request.model].append(request)
+        staff, log_max = self._staff, get_settings().LOG_TAIL
         snapshots: list[str] = []
         rejected: dict[_Request, int] = {}
         for model, wanted in by_model.items():
             found = model._default_manager.in_bulk([request.pk for request in wanted])
             for request in wanted:
-                op = found.get(request.pk)
-                if op is not None:
+                if (op := found.get(request.pk)) is not None:
                     op = ensure_fresh(op)  # a lost run is shown as such (no query otherwise)
                 if op is None:
                     rejected[request] = CloseCode.NOT_FOUND
                 elif request not in self._granted and not op.can_view(self._user):
-                    authenticated = self._user.is_authenticated
-                    rejected[request] = (
-                        CloseCode.FORBIDDEN if authenticated else CloseCode.LOGIN_REQUIRED
-                    )
+                    login = not self._user.is_authenticated
+                    rejected[request] = CloseCode.LOGIN_REQUIRED if login else CloseCode.FORBIDDEN
                 else:
-                    snapshots.append(
-                        render_regions(op, op.to_view(), staff=self._staff, log_max=log_max)
-                    )
+                    snapshots.append(render_regions(op, op.to_view(), staff=staff, log_max=log_max))
         return snapshots, rejected
 
 
-_Resolvable = TypeVar("_Resolvable", _Request, _ListRequest)
-
-
-def _resolve(requests: list[_Resolvable]) -> tuple[list[_Resolvable], dict[_Resolvable, int]]:
-    """Attach each request's model; one whose label names no operation type is 4404."""
-    known: list[_Resolvable] = []
-    rejected: dict[_Resolvable, int] = {}
-    for request in requests:
-        try:
-            known.append(replace(request, model=get_operation_model(request.label)))
-        except LookupError:
-            rejected[request] = CloseCode.NOT_FOUND
-    return known, rejected
-
-
-def _model(request: _ListRequest) -> type[LiveOperation]:
-    assert request.model is not None
-    return request.model
+def _find_model(label: str) -> type[LiveOperation] | None:
+    """Return the operation type ``label`` names, or None."""
+    try:
+        return get_operation_model(label)
+    except LookupError:
+        return None

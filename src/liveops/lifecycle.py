@@ -23,10 +23,10 @@ from django.db import router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from liveops.conf import get_settings
+from liveops._conf import get_settings
+from liveops._state import Phase, close_open_stages
 from liveops.models import LiveOperation, get_operation_model
 from liveops.signals import Transition, operation_changed
-from liveops.state import Phase, close_open_stages
 
 __all__ = ["PHASE_FILTERS", "UNFINISHED", "in_phase", "request_cancel", "request_retry"]
 

@@ -2,7 +2,7 @@
 
 A row is rendered from the database only (``render_row``) and carries the same rank
 attributes as a region (attempt, terminal, version), so ``liveops.js`` applies rows by
-the rules it applies regions by. Every committed change sends the row (``liveops.receivers``)
+the rules it applies regions by. Every committed change sends the row (``liveops._receivers``)
 to the group of its owner and to the group of every operation of its type
 (``row_messages``). A list socket joins one of the two (``list_group_for``): the one
 that matches ``viewable_by(user)``.
@@ -23,9 +23,9 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from liveops.fragments import client_texts, phase_label
+from liveops._fragments import client_texts, phase_label
+from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation, live_page_url
-from liveops.updates import Chunk, Rank, Update
 
 __all__ = ["list_queryset"]
 

@@ -15,8 +15,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from liveops._state import ALL_REGIONS, Phase, StageState, StateView
 from liveops.signals import operation_enqueued
-from liveops.state import ALL_REGIONS, Phase, StageState, StateView
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser

@@ -15,8 +15,7 @@ from typing import Any, Protocol, TypeVar
 from django.db.models import Model
 from django.template.loader import render_to_string
 
-from liveops.exceptions import OperationCancelled, OperationInterrupted
-from liveops.state import (
+from liveops._state import (
     ERROR_MAX,
     EXTRA_HTML_MAX,
     STAGE_NAME_MAX,
@@ -26,6 +25,7 @@ from liveops.state import (
     StageState,
     clip,
 )
+from liveops.exceptions import OperationCancelled, OperationInterrupted
 
 __all__ = ["Progress"]
 

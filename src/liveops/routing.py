@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.urls import path
 
+from liveops._protocol import WEBSOCKET_PATH
 from liveops.consumers import LiveOperationConsumer
-from liveops.protocol import WEBSOCKET_PATH
 
 __all__ = ["WEBSOCKET_PATH", "websocket_urlpatterns"]
 

@@ -1,7 +1,7 @@
 """The signals of an operation's life, each sent once its change is committed.
 
 The model and the lifecycle send them and know nothing of who listens: the live
-regions, the live lists and the runners are receivers (``liveops.receivers``,
+regions, the live lists and the runners are receivers (``liveops._receivers``,
 ``liveops.runners``), connected in ``LiveOpsConfig.ready()`` in the order they must
 run (a page and a list show a change before a runner can act on it).
 """

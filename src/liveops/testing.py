@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from django.db.models import Model
 
+from liveops._state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 from liveops.exceptions import OperationCancelled
 from liveops.progress import Progress
-from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 
 if TYPE_CHECKING:
     from liveops.models import LiveOperation
@@ -376,20 +376,20 @@ class LiveRunRecord:
     @property
     def frames(self) -> list[str]:
         """The region HTML of each message, in order (what a viewer's page applies)."""
-        from liveops.updates import Update
+        from liveops._updates import Update
 
         return [Update.from_message(message).html() for message in self.messages]
 
     @property
     def terminal_frame(self) -> str | None:
         """The HTML of the terminal message (the one carrying the end), or None."""
-        from liveops.updates import Update
+        from liveops._updates import Update
 
         ends = [Update.from_message(m).html() for m in self.messages if m.get("terminal")]
         return ends[-1] if ends else None
 
     def _applied(self, name: str) -> _Region:
-        from liveops.fragments import region_id
+        from liveops._fragments import region_id
 
         wanted = region_id(self.op, name)
         current: _Region | None = None
@@ -457,8 +457,8 @@ def _make_runner(monkeypatch: Any) -> LiveRun:
     from django.db import router
     from django.test import TestCase
 
-    from liveops.execution import execute
-    from liveops.publish import Publisher, group_name
+    from liveops._execution import execute
+    from liveops._publish import Publisher, group_name
 
     sent = _Sent()
     real_send = Publisher.send
@@ -497,7 +497,7 @@ else:
     def liveops_run(monkeypatch: pytest.MonkeyPatch) -> LiveRun:
         """Return ``run(op) -> LiveRunRecord``: execute a saved operation here and now.
 
-        The operation runs in the test's thread through ``liveops.execution.execute()``
+        The operation runs in the test's thread through ``liveops._execution.execute()``
         (whatever ``LIVEOPS["RUNNER"]`` says); every message the publisher sends for
         it is recorded. Works with ``django_db`` and ``django_db(transaction=True)``.
         """

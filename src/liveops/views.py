@@ -24,9 +24,9 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.generic import DetailView, ListView
 
+from liveops._liveness import ensure_fresh, expire_stale_among
 from liveops.lifecycle import request_cancel, request_retry
 from liveops.lists import list_queryset
-from liveops.liveness import ensure_fresh, expire_stale_among
 from liveops.models import LiveOperation, get_operation_model
 
 __all__ = [

@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
         op.save()
         print(json.dumps({"label": label, "pk": str(op.pk), "url": op.get_absolute_url()}))
     elif command == "run":
-        from liveops.execution import execute
+        from liveops._execution import execute
 
         label, pk = args
         execute(label, pk)

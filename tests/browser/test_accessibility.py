@@ -213,8 +213,8 @@ def _gallery() -> str:
     Nothing runs and nothing is stored: each container is rendered from a state view,
     then given the connection state liveops.js would set (without the script, it stays).
     """
-    from liveops.fragments import render_container
-    from liveops.state import Phase, StageState, StateView
+    from liveops._fragments import render_container
+    from liveops._state import Phase, StageState, StateView
     from tests.testapp.models import Scripted
 
     stages = tuple(

@@ -12,8 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from liveops.conf import RUNNER_ALIASES, get_settings
-from liveops.execution import execute
+from liveops._conf import RUNNER_ALIASES, get_settings
+from liveops._execution import execute
 
 if TYPE_CHECKING:
     from liveops.models import LiveOperation
@@ -41,7 +41,7 @@ class RunnerUnavailable(ImproperlyConfigured):
 
 
 class Runner:
-    """Base class of runners: ``enqueue()`` starts ``liveops.execution.execute(label, pk)``."""
+    """Base class of runners: ``enqueue()`` starts ``liveops._execution.execute(label, pk)``."""
 
     #: Exceptions of ``enqueue()`` that mean the set-up is wrong, not that the queue is
     #: down for a while: the operation then ends without "please try again later".

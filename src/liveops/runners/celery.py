@@ -24,8 +24,8 @@ except ImportError as exc:
         'Install it: pip install "django-liveops[celery]".',
     ) from exc
 
-from liveops.conf import get_settings
-from liveops.execution import execute
+from liveops._conf import get_settings
+from liveops._execution import execute
 
 __all__ = ["TASK_NAME", "CeleryRunner", "run_operation"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from liveops.execution import execute
+from liveops._execution import execute
 from liveops.runners import Runner
 
 __all__ = ["EagerRunner"]

@@ -33,8 +33,8 @@ except ImportError:  # Django 5.2
             'Install the backport: pip install "django-liveops[tasks]", or upgrade Django.',
         ) from exc
 
-from liveops.conf import get_settings
-from liveops.execution import execute
+from liveops._conf import get_settings
+from liveops._execution import execute
 
 __all__ = ["TasksRunner", "run_operation"]
 

@@ -9,8 +9,8 @@ from uuid import UUID
 
 from django.db import close_old_connections, connections
 
-from liveops.conf import get_settings
-from liveops.execution import execute
+from liveops._conf import get_settings
+from liveops._execution import execute
 from liveops.runners import Runner
 
 __all__ = ["ThreadRunner"]

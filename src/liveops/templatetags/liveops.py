@@ -24,12 +24,12 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from liveops import grants
-from liveops.conf import get_settings
-from liveops.fragments import render_container
+from liveops import _grants as grants
+from liveops._conf import get_settings
+from liveops._fragments import render_container
+from liveops._protocol import WEBSOCKET_PATH
 from liveops.lists import list_texts, render_row
 from liveops.models import LiveOperation, get_operation_model
-from liveops.protocol import WEBSOCKET_PATH
 
 register = template.Library()
 
@@ -176,7 +176,7 @@ def _dev_notices(request: HttpRequest | None) -> dict[str, bool]:
 
 
 def _grant(request: HttpRequest | None, op: LiveOperation) -> str:
-    """Sign that this page's user may view ``op``, when they may (see liveops.grants)."""
+    """Sign that this page's user may view ``op``, when they may (see liveops._grants)."""
     user = getattr(request, "user", None)
     if request is None or user is None or not get_settings().GRANT_SECONDS:
         return ""

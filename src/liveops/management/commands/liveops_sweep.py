@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand
 
-from liveops.liveness import expire_stale
+from liveops._liveness import expire_stale
 from liveops.models import LiveOperation
 
 

@@ -29,12 +29,12 @@ from django.db import connections, models
 from django.utils import timezone
 from django.utils.formats import number_format
 
-from liveops.execution import Run, execute, sigterm_as_exit
-from liveops.fragments import count_text
+from liveops._execution import Run, execute, sigterm_as_exit
+from liveops._fragments import count_text
+from liveops._liveness import heartbeat
+from liveops._state import Phase, StateView
 from liveops.lifecycle import request_cancel
-from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model
-from liveops.state import Phase, StateView
 
 __all__ = ["EXIT_CANCELLED", "EXIT_FAILED", "Command"]
 

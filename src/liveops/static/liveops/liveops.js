@@ -27,7 +27,7 @@
   "use strict";
   if (window.liveops) return; // included twice: keep the first, or every socket doubles
 
-  // Every data attribute of the wire contract, spelled here only; liveops/protocol.py holds
+  // Every data attribute of the wire contract, spelled here only; liveops/_protocol.py holds
   // the server's table, with the same keys (tests/test_wire_contract.py checks both).
   const ATTR = Object.freeze({
     // a container: its operation, socket and grant, its texts, the state shown

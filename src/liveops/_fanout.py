@@ -25,7 +25,7 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from liveops.updates import Update
+from liveops._updates import Update
 
 __all__ = ["Hub", "Viewer", "get_hub"]
 

@@ -22,9 +22,9 @@ from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
+from liveops._state import ALL_REGIONS, Phase, StateView
+from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation
-from liveops.state import ALL_REGIONS, Phase, StateView
-from liveops.updates import Chunk, Rank, Update
 
 __all__ = [
     "container_id",

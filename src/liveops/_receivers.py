@@ -14,11 +14,11 @@ from typing import Any
 
 from django.db import router
 
-from liveops.conf import get_settings
-from liveops.fragments import render_update
+from liveops._conf import get_settings
+from liveops._fragments import render_update
+from liveops._publish import get_publisher, group_name, run_on_publisher
 from liveops.lists import row_messages
 from liveops.models import LiveOperation
-from liveops.publish import get_publisher, group_name, run_on_publisher
 from liveops.signals import Transition
 
 __all__ = [

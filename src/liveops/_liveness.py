@@ -26,10 +26,10 @@ from channels.db import database_sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from liveops.conf import get_settings
+from liveops._conf import get_settings
+from liveops._state import Phase
 from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, in_phase
 from liveops.models import LiveOperation
-from liveops.state import Phase
 
 __all__ = [
     "ensure_fresh",
@@ -44,7 +44,7 @@ logger = logging.getLogger("liveops")
 
 
 class Beating(Protocol):
-    """A run whose heartbeat this process keeps (``liveops.execution.Run``)."""
+    """A run whose heartbeat this process keeps (``liveops._execution.Run``)."""
 
     @property
     def op(self) -> LiveOperation: ...

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage, Error
 
-from liveops.conf import _raw_settings, get_settings, missing_layer_problem, validate
-from liveops.state import ALL_REGIONS
+from liveops._conf import get_settings, missing_layer_problem, raw_settings, validate
+from liveops._state import ALL_REGIONS
 
 __all__ = ["check_operation_models", "check_runner", "check_settings"]
 
@@ -24,11 +24,10 @@ _RESERVED_REGIONS = frozenset(ALL_REGIONS) | {"connection", "row"}
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report each invalid ``LIVEOPS`` value, and a missing channel layer."""
     errors: list[CheckMessage] = [
-        Error(problem.msg, hint=problem.hint, id=problem.id)
-        for problem in validate(_raw_settings())
+        Error(problem.msg, hint=problem.hint, id=problem.id) for problem in validate(raw_settings())
     ]
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
-    raw = _raw_settings()
+    raw = raw_settings()
     alias = raw.get("CHANNEL_LAYER", "default") if isinstance(raw, dict) else "default"
     if isinstance(alias, str) and alias not in layers:
         problem = missing_layer_problem(alias)
@@ -49,7 +48,7 @@ def check_runner(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report a runner that cannot be loaded, then what the runner itself finds missing."""
     from liveops.runners import RunnerUnavailable, load_runner_class
 
-    if validate(_raw_settings()):
+    if validate(raw_settings()):
         return []  # check_settings reports those, and the runner is not known
     try:
         runner_class = load_runner_class()

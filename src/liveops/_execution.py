@@ -2,7 +2,7 @@
 
 1. Claim the operation with a conditional UPDATE, so a second delivery runs nothing.
 2. Run ``op.run(p)``, catching everything, while this process's heartbeat keeps
-   the operation fresh (``liveness.py``).
+   the operation fresh (``_liveness.py``).
 3. Store the terminal state in one transaction, unless someone else ended the
    operation meanwhile; publish it once that commits.
 """
@@ -24,16 +24,16 @@ from django.db import router, transaction
 from django.db.models import Model
 from django.utils import timezone, translation
 
-from liveops.conf import get_settings
+from liveops._conf import get_settings
+from liveops._fragments import render_update
+from liveops._liveness import heartbeat
+from liveops._publish import get_publisher, group_name
+from liveops._state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
+from liveops._updates import Update
 from liveops.exceptions import OperationCancelled, OperationInterrupted
-from liveops.fragments import render_update
 from liveops.lifecycle import INTERRUPTED_MESSAGE, End, claim, end_as_interrupted, finish_run
-from liveops.liveness import heartbeat
 from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
-from liveops.publish import get_publisher, group_name
-from liveops.state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
-from liveops.updates import Update
 
 __all__ = ["Run", "execute", "sigterm_as_exit"]
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
-from liveops.conf import get_settings, report_missing_layer
-from liveops.state import LiveState, StateView
-from liveops.updates import Update
+from liveops._conf import get_settings, report_missing_layer
+from liveops._state import LiveState, StateView
+from liveops._updates import Update
 
 __all__ = [
     "LiveChannel",

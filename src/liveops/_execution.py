@@ -72,30 +72,25 @@ def _run(run: Run) -> None:
     op = run.op
     run.start()
     if op.cancel_requested:
-        run.finish(Phase.CANCELLED)
+        run.finish(End(Phase.CANCELLED))
         return
     progress = Progress(run)
     try:
         with translation.override(op.get_language()):
             op.run(progress)
     except OperationCancelled:
-        run.finish(Phase.CANCELLED)
+        run.finish(End(Phase.CANCELLED))
     except OperationInterrupted:
-        run.finish(Phase.FINISHED_ERROR, error_message=INTERRUPTED_MESSAGE, interrupted=True)
+        run.finish(End(Phase.FINISHED_ERROR, INTERRUPTED_MESSAGE, interrupted=True))
     except Exception:
-        run.finish(Phase.FINISHED_ERROR, traceback=tb.format_exc())
+        run.finish(End(Phase.FINISHED_ERROR, traceback=tb.format_exc()))
     except BaseException:
         # Ctrl-C, SystemExit: record why the operation stopped, then let the process go.
-        run.finish(
-            Phase.FINISHED_ERROR,
-            error_message=INTERRUPTED_MESSAGE,
-            traceback=tb.format_exc(),
-            interrupted=True,
-        )
+        run.finish(End(Phase.FINISHED_ERROR, INTERRUPTED_MESSAGE, tb.format_exc(), True))
         raise
     else:
         if not progress.finished:
-            run.finish(Phase.FINISHED_OK, result_context={})
+            run.finish(End(Phase.FINISHED_OK), result_context={})
 
 
 @contextmanager
@@ -189,7 +184,7 @@ class Run:
 
     def finish_ok(self, context: Mapping[str, Any]) -> None:
         """Finish successfully with ``context`` for the result template."""
-        self.finish(Phase.FINISHED_OK, result_context=json_values(context))
+        self.finish(End(Phase.FINISHED_OK), result_context=json_values(context))
 
     def finish_chained(self, next_op: Model, context: Mapping[str, Any]) -> None:
         """Finish successfully, continuing in ``next_op``, which runs once this end commits."""
@@ -211,23 +206,20 @@ class Run:
                 "url": live_page_url(next_op),
                 "title": str(next_op),
             }
-            if self.finish(Phase.FINISHED_OK, result_context=result, chained_to=chained_to):
+            if self.finish(End(Phase.FINISHED_OK), result_context=result, chained_to=chained_to):
                 next_op.enqueue()
             else:  # ended elsewhere meanwhile: the next operation is not created either
                 transaction.set_rollback(True, using=self._db)
 
     def finish_error(self, message: str, traceback: str) -> None:
         """Finish with an error the viewer sees as ``message``."""
-        self.finish(Phase.FINISHED_ERROR, error_message=message, traceback=traceback)
+        self.finish(End(Phase.FINISHED_ERROR, message, traceback))
 
     def finish(
         self,
-        phase: Phase,
+        end: End,
         *,
         result_context: Mapping[str, Any] | None = None,
-        error_message: str = "",
-        traceback: str = "",
-        interrupted: bool = False,
         chained_to: Mapping[str, str] | None = None,
     ) -> bool:
         """Store the terminal state and publish it once the transaction commits.
@@ -236,28 +228,27 @@ class Run:
         else ended the operation meanwhile.
         """
         if self._finished:
-            logger.warning("liveops: %s finished already; ignoring %s.", self.op, phase.value)
+            logger.warning("liveops: %s finished already; ignoring %s.", self.op, end.phase.value)
             return False
         self._finished = True
-        for name, stage_state in close_open_stages(self._stage_states, phase).items():
+        for name, stage_state in close_open_stages(self._stage_states, end.phase).items():
             self._stage_states[name] = stage_state.value  # in place: op.stage_states too
         view = self.state.finish(
-            phase,
+            end.phase,
             result_context=result_context,
-            error_message=error_message,
-            traceback=traceback,
-            interrupted=interrupted,
+            error_message=end.error_message,
+            traceback=end.traceback,
+            interrupted=end.interrupted,
             stages=self._stages(),
             chained_to=chained_to,
         )
         try:
-            return self._store_terminal(view)
+            return self._store_terminal(end, view)
         except BaseException:
             self.channel.close()  # nothing was stored, so nothing may be shown as final
             raise
 
-    def _store_terminal(self, view: StateView) -> bool:
-        end = End(view.phase, view.error_message, view.traceback, view.interrupted)
+    def _store_terminal(self, end: End, view: StateView) -> bool:
         columns = {
             **_progress_columns(view, self.state.log_seq),
             "result_context": view.result_context,

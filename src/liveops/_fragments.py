@@ -129,8 +129,7 @@ def render_update(
         else parts
     )
     rank = Rank(view.attempt, view.phase.is_terminal, view.version)
-    appends = new_log is not None and _appends_log(view, new_log)
-    log_lines = (new_log if appends and new_log is not None else view.log_tail)[-log_max:]
+    log_lines, appends = _log_lines(view, new_log, log_max)
     oldest, newest = (log_lines[0][0], log_lines[-1][0]) if log_lines else (0, 0)
 
     def chunk(name: str, html: str) -> Chunk:
@@ -331,23 +330,30 @@ def _eta_text(view: StateView) -> str:
     return _("About %(time)s left") % {"time": timeuntil(now + timedelta(seconds=left), now)}
 
 
-def _appends_log(view: StateView, new_log: Sequence[tuple[int, str]] | None) -> bool:
-    """Whether the log goes out as new lines only: a terminal log is always sent whole."""
-    return new_log is not None and not view.phase.is_terminal
+def _log_lines(
+    view: StateView, new_log: Sequence[tuple[int, str]] | None, log_max: int
+) -> tuple[Sequence[tuple[int, str]], bool]:
+    """Return the log lines to send and whether they are appended (not the whole tail).
+
+    The new lines go out as an append, except at the end: a terminal log is sent whole.
+    """
+    if new_log is not None and not view.phase.is_terminal:
+        return new_log[-log_max:], True
+    return view.log_tail[-log_max:], False
 
 
 def _render_log(
     op: LiveOperation, view: StateView, new_log: Sequence[tuple[int, str]] | None, log_max: int
 ) -> str:
-    lines = new_log if new_log is not None and _appends_log(view, new_log) else view.log_tail
+    lines, appends = _log_lines(view, new_log, log_max)
     prefix = region_id(op, "log")
     # Log lines are rendered here rather than by a template: a busy run sends
     # thousands of them and this is the hot path of the publisher.
     items = "".join(
         f'<li id="{prefix}-{seq}" data-liveop-seq="{seq}">{escape(line)}</li>'
-        for seq, line in lines[-log_max:]
+        for seq, line in lines
     )
-    swap = "beforeend" if _appends_log(view, new_log) else "true"
+    swap = "beforeend" if appends else "true"
     attributes = _attributes(op, view, "log", swap)
     label = escape(_("Log"))
     # tabindex: a log taller than its box scrolls, and keyboard users must reach it too.

@@ -112,30 +112,27 @@ class _HeldRows:
 
     def __init__(self) -> None:
         self._timers: dict[tuple[str, Any], asyncio.TimerHandle] = {}
+        self._sending: set[asyncio.Task[None]] = set()  # held, so no send is collected early
 
     def hold(self, op: LiveOperation) -> None:
-        messages, loop = row_messages(op), get_publisher().loop
-        delay = get_settings().flush_interval
-        loop.call_soon_threadsafe(self._arm, loop, (op.live_label(), op.pk), messages, delay)
+        key, messages = (op.live_label(), op.pk), row_messages(op)
+        get_publisher().loop.call_soon_threadsafe(self._arm, key, messages)
 
     def drop(self, op: LiveOperation) -> None:
         get_publisher().loop.call_soon_threadsafe(self._cancel, (op.live_label(), op.pk))
 
-    def _arm(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        key: tuple[str, Any],
-        messages: list[dict[str, Any]],
-        delay: float,
-    ) -> None:
+    def _arm(self, key: tuple[str, Any], messages: list[dict[str, Any]]) -> None:
         self._cancel(key)
-        self._timers[key] = loop.call_later(delay, self._release, loop, key, messages)
+        delay = get_settings().flush_interval
+        self._timers[key] = asyncio.get_running_loop().call_later(
+            delay, self._release, key, messages
+        )
 
-    def _release(
-        self, loop: asyncio.AbstractEventLoop, key: tuple[str, Any], messages: list[dict[str, Any]]
-    ) -> None:
+    def _release(self, key: tuple[str, Any], messages: list[dict[str, Any]]) -> None:
         del self._timers[key]
-        loop.create_task(_send_all(messages))
+        task = asyncio.get_running_loop().create_task(_send_all(messages))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     def _cancel(self, key: tuple[str, Any]) -> None:
         timer = self._timers.pop(key, None)

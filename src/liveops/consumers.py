@@ -110,7 +110,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
     max_lists = 5
     max_per_page = 100
     #: An alias no project configures: Channels then gives the consumer no channel.
-    channel_layer_alias = "liveops._fanout-hub-instead"
+    channel_layer_alias = "liveops.fanout-hub-instead"
 
     async def connect(self) -> None:
         """Check every requested operation and list; send each allowed one's current state."""

@@ -26,7 +26,7 @@ from django.utils import timezone
 from liveops._conf import get_settings
 from liveops._state import Phase, close_open_stages
 from liveops.models import LiveOperation, get_operation_model
-from liveops.signals import Transition, operation_changed
+from liveops.signals import Transition, announce, operation_changed
 
 __all__ = ["PHASE_FILTERS", "UNFINISHED", "in_phase", "request_cancel", "request_retry"]
 
@@ -99,18 +99,9 @@ class End:
         }
 
 
-def _announce(op: LiveOperation, transition: Transition) -> None:
-    """Send ``operation_changed``; a receiver that fails is logged, as the change is stored."""
-    results = operation_changed.send_robust(type(op), op=op, transition=transition)
-    for receiver, result in results:
-        if isinstance(result, Exception):
-            logger.error(
-                "liveops: %r failed on %s of %s", receiver, transition.value, op, exc_info=result
-            )
-
-
 def _announce_on_commit(op: LiveOperation, transition: Transition, using: str) -> None:
-    transaction.on_commit(functools.partial(_announce, op, transition), using=using)
+    sent = functools.partial(announce, operation_changed, type(op), op=op, transition=transition)
+    transaction.on_commit(sent, using=using)
 
 
 def _db(model: type[LiveOperation]) -> str:

@@ -16,7 +16,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from liveops._state import ALL_REGIONS, Phase, StageState, StateView
-from liveops.signals import operation_enqueued
+from liveops.signals import announce, operation_enqueued
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -216,8 +216,8 @@ class LiveOperation(models.Model):
                 f"{type(self).__name__}.enqueue() needs the liveops app, whose runner takes "
                 'the operation: add "liveops" to INSTALLED_APPS.'
             )
-        announce = functools.partial(operation_enqueued.send, sender=type(self), pk=self.pk)
-        transaction.on_commit(announce, using=router.db_for_write(type(self), instance=self))
+        sent = functools.partial(announce, operation_enqueued, type(self), pk=self.pk)
+        transaction.on_commit(sent, using=router.db_for_write(type(self), instance=self))
 
 
 def live_page_url(op: LiveOperation) -> str:

@@ -9,10 +9,14 @@ run (a page and a list show a change before a runner can act on it).
 from __future__ import annotations
 
 import enum
+import logging
+from typing import Any
 
 from django.dispatch import Signal
 
 __all__ = ["Transition", "operation_changed", "operation_enqueued"]
+
+logger = logging.getLogger("liveops")
 
 
 class Transition(enum.Enum):
@@ -37,3 +41,14 @@ operation_enqueued = Signal()
 #: A transition was committed: ``sender`` is the model, ``op`` the operation as stored
 #: after it, ``transition`` a ``Transition``.
 operation_changed = Signal()
+
+
+def announce(signal: Signal, sender: type, **kwargs: Any) -> None:
+    """Send ``signal`` to every receiver; one that fails is logged and the others still run.
+
+    The change is committed by then: a list that cannot render must not keep the runner
+    from taking the operation, nor undo what is stored.
+    """
+    for receiver, result in signal.send_robust(sender, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("liveops: %r failed on %s", receiver, kwargs, exc_info=result)

@@ -41,7 +41,7 @@ class RunnerUnavailable(ImproperlyConfigured):
 
 
 class Runner:
-    """Base class of runners: ``enqueue()`` starts ``liveops._execution.execute(label, pk)``."""
+    """Base class of runners: ``enqueue()`` starts ``liveops.runners.execute(label, pk)``."""
 
     #: Exceptions of ``enqueue()`` that mean the set-up is wrong, not that the queue is
     #: down for a while: the operation then ends without "please try again later".

@@ -108,7 +108,7 @@ def test_the_log_keeps_a_bounded_tail() -> None:
 
 
 def test_a_state_continues_the_log_of_a_stored_view() -> None:
-    state = LiveState.from_view(StateView(version=9, log_tail=((6, "x"), (7, "y"))), 3)
+    state = LiveState(StateView(version=9, log_tail=((6, "x"), (7, "y"))), 3)
     state.add_log(["z", "w"])
     assert state.log_seq == 9
     assert state.current().log_tail == ((7, "y"), (8, "z"), (9, "w"))

@@ -13,8 +13,6 @@ from django.core.checks import CheckMessage, Error
 from liveops._conf import get_settings, missing_layer_problem, raw_settings, validate
 from liveops._state import ALL_REGIONS
 
-__all__ = ["check_operation_models", "check_runner", "check_settings"]
-
 #: A custom region's name goes into element ids and class names.
 _REGION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 #: Names the page uses already: the built-in regions and the client's own.

@@ -27,8 +27,6 @@ from django.core.checks import CheckMessage
 from django.core.checks import Warning as CheckWarning
 from django.utils.module_loading import import_string
 
-__all__ = ["MIN_MAX_CONNECTIONS", "check_redis_layers"]
-
 #: redis-py 8's default pool size: at or below it, a burst of connects fails.
 DEFAULT_POOL_SIZE = 100
 #: The ``max_connections`` the hints suggest.

@@ -26,13 +26,6 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.management import get_commands
 from django.utils.module_loading import import_string
 
-__all__ = [
-    "check_asgi_application",
-    "check_runserver",
-    "check_uvicorn_websockets",
-    "reaches_consumer",
-]
-
 _CONSUMER = "liveops.consumers.LiveOperationConsumer"
 _GUIDE = "the README's guide 'Adding it to an existing project' shows the whole asgi.py"
 _ROUTE_FIX = (

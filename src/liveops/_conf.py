@@ -14,17 +14,6 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-__all__ = [
-    "DEFAULTS",
-    "RUNNER_ALIASES",
-    "LiveOpsSettings",
-    "get_settings",
-    "missing_layer_problem",
-    "raw_settings",
-    "report_missing_layer",
-    "validate",
-]
-
 logger = logging.getLogger("liveops")
 
 RUNNER_ALIASES = {

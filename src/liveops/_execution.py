@@ -29,13 +29,10 @@ from liveops._fragments import render_update
 from liveops._liveness import heartbeat
 from liveops._publish import get_publisher, group_name
 from liveops._state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
-from liveops._updates import Update
 from liveops.exceptions import OperationCancelled, OperationInterrupted
 from liveops.lifecycle import INTERRUPTED_MESSAGE, End, claim, end_as_interrupted, finish_run
 from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
-
-__all__ = ["Run", "execute", "sigterm_as_exit"]
 
 logger = logging.getLogger("liveops")
 
@@ -54,7 +51,7 @@ def execute(label: str, pk: UUID | str) -> None:
         try:
             run = Run(op)
             heartbeat.add(run)
-            _run(run)
+            _perform(run)
         except BaseException:
             # Stopped before run() could record its own end (e.g. SIGTERM at the start).
             if run is None or not run.finished:
@@ -68,7 +65,7 @@ def execute(label: str, pk: UUID | str) -> None:
                 heartbeat.remove(run)
 
 
-def _run(run: Run) -> None:
+def _perform(run: Run) -> None:
     op = run.op
     run.start()
     if op.cancel_requested:
@@ -122,24 +119,20 @@ class Run:
     def __init__(self, op: LiveOperation) -> None:
         self.op = op
         settings = get_settings()
-        self.state = LiveState.from_view(op.to_view(), settings.LOG_TAIL, op.region_names())
+        self.state = LiveState(op.to_view(), settings.LOG_TAIL, op.region_names())
         group = group_name(op.live_label(), op.pk)
-        render = functools.partial(_render, op, group, settings.LOG_TAIL)
+        render = functools.partial(render_update, op, group=group, log_max=settings.LOG_TAIL)
         self.channel = get_publisher().channel(group, self.state, render)
-        self.notify = self.channel.notify
+        self.state.on_dirty = self.channel.notify
         self.declared_stage_names = tuple(op.stages)
         self.extra_region_names = tuple(op.extra_regions)
         self._extra_html = dict(op.extra_html)
         # Shared with op.stage_states, which op.declared_stages() reads.
         op.stage_states = self._stage_states = dict(op.stage_states)
         self._db = router.db_for_write(type(op), instance=op)
-        self._finished = False
+        #: Whether this run stored (or tried to store) its end.
+        self.finished = False
         self.interrupt_requested = False
-
-    @property
-    def finished(self) -> bool:
-        """Return whether this run stored (or tried to store) its end."""
-        return self._finished
 
     def interrupt(self) -> None:
         """Ask ``run()`` to stop at its next ``check_cancelled()`` (the process is exiting)."""
@@ -152,15 +145,13 @@ class Run:
     def start(self) -> None:
         """Publish the started state."""
         self.state.start()
-        self.notify()
 
     def set_stage(self, name: str, stage_state: StageState) -> None:
         """Record a stage boundary: live, and in the database."""
-        if self._finished:
+        if self.finished:
             return
         self._stage_states[name] = stage_state.value
-        if self.state.set_stages(self._stages()):
-            self.notify()
+        self.state.set_stages(self._stages())
         self._queryset.update(
             stage_states=self._stage_states,
             version=self.state.version,
@@ -169,11 +160,10 @@ class Run:
 
     def swap(self, region: str, html: str) -> None:
         """Replace a custom region: live, and in the database (for later snapshots)."""
-        if self._finished:
+        if self.finished:
             return
         self._extra_html[region] = html
-        if self.state.set_extra(region, html):
-            self.notify()
+        self.state.set_extra(region, html)
         self._queryset.update(
             extra_html=self._extra_html, version=self.state.version, heartbeat_on=timezone.now()
         )
@@ -227,10 +217,10 @@ class Run:
         Return False when it was not stored: this run finished already, or someone
         else ended the operation meanwhile.
         """
-        if self._finished:
+        if self.finished:
             logger.warning("liveops: %s finished already; ignoring %s.", self.op, end.phase.value)
             return False
-        self._finished = True
+        self.finished = True
         for name, stage_state in close_open_stages(self._stage_states, end.phase).items():
             self._stage_states[name] = stage_state.value  # in place: op.stage_states too
         view = self.state.finish(
@@ -265,17 +255,6 @@ class Run:
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states
-
-
-def _render(
-    op: LiveOperation,
-    group: str,
-    log_max: int,
-    view: StateView,
-    regions: frozenset[str],
-    new_log: tuple[tuple[int, str], ...] | None,
-) -> Update:
-    return render_update(op, view, regions, group=group, new_log=new_log, log_max=log_max)
 
 
 def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:

@@ -27,8 +27,6 @@ from channels.layers import BaseChannelLayer
 
 from liveops._updates import Update
 
-__all__ = ["Hub", "Viewer", "get_hub"]
-
 logger = logging.getLogger("liveops")
 
 #: The socket's ASGI ``send``.

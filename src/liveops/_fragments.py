@@ -26,18 +26,6 @@ from liveops._state import ALL_REGIONS, Phase, StateView
 from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation
 
-__all__ = [
-    "container_id",
-    "count_text",
-    "frame",
-    "phase_label",
-    "region_id",
-    "render_container",
-    "render_parts",
-    "render_regions",
-    "render_update",
-]
-
 # Marked here, translated when rendered (in the operation's language).
 _PHASE_LABELS = {
     Phase.NOT_STARTED: gettext_noop("Waiting to start"),
@@ -116,9 +104,9 @@ def render_update(
     op: LiveOperation,
     view: StateView,
     regions: Iterable[str],
+    new_log: Sequence[tuple[int, str]] | None = None,
     *,
     group: str,
-    new_log: Sequence[tuple[int, str]] | None = None,
     log_max: int = 200,
 ) -> Update:
     """Render a live update for ``group``: each region once, and for staff where it differs."""
@@ -272,7 +260,7 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         context["eta_text"] = _eta_text(view)
     if region == "stages":
         context["stage_total"] = len(view.stages)
-        context["stage_done"] = sum(1 for _, state in view.stages if state == "done")
+        context["stage_done"] = sum(1 for _, stage_state in view.stages if stage_state == "done")
     if region == "result":
         finished_ok = view.phase is Phase.FINISHED_OK
         chained = finished_ok and bool(view.chained_to)

@@ -26,8 +26,6 @@ from django.conf import settings
 from django.core import signing
 from django.http.cookie import parse_cookie
 
-__all__ = ["Grant", "check", "issue", "session_key_of"]
-
 _SALT = "liveops.grant"
 #: Longer grants are not looked at (a user pk, a flag, a timestamp and a signature).
 MAX_LENGTH = 300

@@ -31,15 +31,6 @@ from liveops._state import Phase
 from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, in_phase
 from liveops.models import LiveOperation
 
-__all__ = [
-    "ensure_fresh",
-    "expire_stale",
-    "expire_stale_among",
-    "heartbeat",
-    "is_stale",
-    "watchdog",
-]
-
 logger = logging.getLogger("liveops")
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["ATTRIBUTES", "WEBSOCKET_PATH"]
-
 #: Where the client connects, below the site's script prefix.
 WEBSOCKET_PATH = "ws/liveops/"
 

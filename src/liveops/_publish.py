@@ -26,16 +26,6 @@ from liveops._conf import get_settings, report_missing_layer
 from liveops._state import LiveState, StateView
 from liveops._updates import Update
 
-__all__ = [
-    "LiveChannel",
-    "Publisher",
-    "Render",
-    "bind_server_loop",
-    "get_publisher",
-    "group_name",
-    "run_on_publisher",
-]
-
 logger = logging.getLogger("liveops")
 
 #: How long a send may take before the publisher gives up on that message.
@@ -212,8 +202,8 @@ class LiveChannel:
         self._loop.call_soon_threadsafe(self._close)
 
     def finish(self) -> None:
-        """Send the terminal state now (see ``run_on_publisher`` for the wait)."""
-        run_on_publisher(self._finish(), f"the final update of {self._group}")
+        """Send the terminal state now (see ``await_on_publisher`` for the wait)."""
+        await_on_publisher(self._finish(), f"the final update of {self._group}")
 
 
 def _in_event_loop() -> bool:
@@ -224,7 +214,7 @@ def _in_event_loop() -> bool:
     return True
 
 
-def run_on_publisher(coroutine: Coroutine[Any, Any, None], what: str) -> None:
+def await_on_publisher(coroutine: Coroutine[Any, Any, None], what: str) -> None:
     """Run ``coroutine`` on the publisher's loop; wait for it, bounded, from plain threads.
 
     A thread that runs an event loop does not wait: blocking it could block the very

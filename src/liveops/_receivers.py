@@ -16,19 +16,10 @@ from django.db import router
 
 from liveops._conf import get_settings
 from liveops._fragments import render_update
-from liveops._publish import get_publisher, group_name, run_on_publisher
+from liveops._publish import await_on_publisher, get_publisher, group_name
 from liveops.lists import row_messages
 from liveops.models import LiveOperation
 from liveops.signals import Transition
-
-__all__ = [
-    "publish_changed_regions",
-    "publish_changed_row",
-    "publish_enqueued_row",
-    "publish_row",
-    "publish_snapshot",
-    "send_row",
-]
 
 logger = logging.getLogger("liveops")
 
@@ -41,7 +32,7 @@ def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) ->
     group = group_name(op.live_label(), op.pk)
     names = op.region_names() if regions is None else regions
     update = render_update(op, op.to_view(), names, group=group, log_max=get_settings().LOG_TAIL)
-    run_on_publisher(get_publisher().send(group, update.to_message()), f"the update of {op}")
+    await_on_publisher(get_publisher().send(group, update.to_message()), f"the update of {op}")
 
 
 def publish_changed_regions(
@@ -95,7 +86,7 @@ def publish_row(model: type[LiveOperation], pk: Any) -> None:
 
 def send_row(op: LiveOperation) -> None:
     """Send the row of ``op`` as loaded to its lists."""
-    run_on_publisher(_send_all(row_messages(op)), f"the list row of {op}")
+    await_on_publisher(_send_all(row_messages(op)), f"the list row of {op}")
 
 
 async def _send_all(messages: list[dict[str, Any]]) -> None:

@@ -12,29 +12,12 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-
-__all__ = [
-    "ALL_REGIONS",
-    "ERROR_MAX",
-    "EXTRA_HTML_MAX",
-    "LOG_LINE_MAX",
-    "STAGE_NAME_MAX",
-    "STATUS_LEVELS",
-    "STATUS_MAX",
-    "LiveState",
-    "Phase",
-    "StageState",
-    "StateView",
-    "clip",
-    "close_open_stages",
-    "json_values",
-]
 
 # Regions of the page the server renders; "connection" belongs to the client.
 #: "notice" says what a viewer asked for meanwhile ("Cancelling…"); it is rendered from
@@ -155,7 +138,8 @@ class LiveState:
 
     Changes set plain attributes under a lock (a few hundred nanoseconds); the
     immutable ``StateView`` is built only when the publisher takes the changes,
-    at most ``THROTTLE_HZ`` times a second.
+    at most ``THROTTLE_HZ`` times a second. A change that turns the state dirty calls
+    ``on_dirty`` (the run's channel, which schedules one flush).
     """
 
     def __init__(
@@ -175,13 +159,7 @@ class LiveState:
         self._log_seq = view.log_tail[-1][0] if view.log_tail else 0
         self._held = False
         self.log_tail_size = log_tail_size
-
-    @classmethod
-    def from_view(
-        cls, view: StateView, log_tail_size: int, regions: tuple[str, ...] = ALL_REGIONS
-    ) -> LiveState:
-        """Continue live updates from a view (usually read from the database)."""
-        return cls(view, log_tail_size, regions)
+        self.on_dirty: Callable[[], None] = lambda: None
 
     # --- changes (called from run()'s thread) -------------------------------------
 
@@ -190,6 +168,8 @@ class LiveState:
         self._fields["version"] += 1
         was_clean = not self._dirty
         self._dirty.add(region)
+        if was_clean and not self._held:
+            self.on_dirty()
         return was_clean
 
     def set_status(self, text: str, level: str) -> bool:

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-__all__ = ["MESSAGE_TYPE", "Chunk", "Rank", "Update"]
-
 MESSAGE_TYPE = "liveop.fragment"
 
 

@@ -23,13 +23,13 @@ from liveops._state import Phase
 from liveops.lifecycle import PHASE_FILTERS, request_cancel, request_retry
 from liveops.models import LiveOperation
 
-__all__ = ["LiveOperationAdmin", "StateFilter"]
+__all__ = ["LiveOperationAdmin", "PhaseFilter"]
 
 
 _INTERRUPTED = "INTERRUPTED"
 
 
-class StateFilter(admin.SimpleListFilter):
+class PhaseFilter(admin.SimpleListFilter):
     """Filter operations by their phase."""
 
     title = _("state")
@@ -56,7 +56,7 @@ class LiveOperationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """List, filter and inspect operations; cancel them or run them again."""
 
     list_display = ["__str__", "state", "owner", "created_on", "started_on", "duration"]
-    list_filter = [StateFilter, "owner"]
+    list_filter = [PhaseFilter, "owner"]
     list_select_related = ["owner"]
     date_hierarchy = "created_on"
     actions = ["cancel_selected", "run_selected_again"]

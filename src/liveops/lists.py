@@ -80,8 +80,8 @@ def row_id(op: LiveOperation) -> str:
     return f"liveop-row-{op.pk}"
 
 
-def state_text(op: LiveOperation) -> str:
-    """Return the operation's state in words: "Cancelling…" while a cancel is pending."""
+def phase_text(op: LiveOperation) -> str:
+    """Return the operation's phase in words: "Cancelling…" while a cancel is pending."""
     if op.cancel_requested and op.finished_on is None:
         return _("Cancelling…")
     return phase_label(op.get_state(), interrupted=op.interrupted)
@@ -143,7 +143,7 @@ def render_row(op: LiveOperation) -> str:
             "title": str(op),
             "url": live_page_url(op),
             "phase": phase.value,
-            "state_text": state_text(op),
+            "state_text": phase_text(op),
             "owner_name": op.owner.get_username(),
             "started_on": started,
             "started_iso": _iso(started),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -40,8 +40,8 @@ class RunControl(Protocol):
     """What ``Progress`` needs of the run it reports for.
 
     ``execution.Run`` in a worker; in unit tests, ``testing.RecordingProgress``'s
-    in-memory run. Progress changes ``state`` itself and calls ``notify()`` when the
-    state turned dirty; the rest is what only the run can do (store, end, ask).
+    in-memory run. Progress changes ``state`` itself (which tells the run's channel);
+    the rest is what only the run can do (store, end, ask).
     """
 
     state: LiveState
@@ -55,7 +55,6 @@ class RunControl(Protocol):
         """The operation (for messages and templates); a stand-in object in unit tests."""
         ...
 
-    def notify(self) -> None: ...
     def set_stage(self, name: str, stage_state: StageState) -> None: ...
     def swap(self, region: str, html: str) -> None: ...
     def cancel_requested(self) -> bool: ...
@@ -70,7 +69,6 @@ class Progress:
     def __init__(self, run: RunControl) -> None:
         self._run = run
         self._state: LiveState = run.state
-        self._notify: Callable[[], None] = run.notify
         self._finished = False
         self._warned = False
         self._next_cancel_check = 0.0
@@ -81,8 +79,8 @@ class Progress:
         """Show ``text`` as the status line; ``level`` is info, success, warning or error."""
         if level not in STATUS_LEVELS:
             raise ValueError(f"level must be one of {', '.join(STATUS_LEVELS)}, not {level!r}.")
-        if self._accepting("status") and self._state.set_status(text, level):
-            self._notify()
+        if self._accepting("status"):
+            self._state.set_status(text, level)
 
     def percent(self, value: float) -> None:
         """Show ``value`` percent done, clamped to 0-100."""
@@ -90,13 +88,13 @@ class Progress:
         if number != number:  # NaN would poison every later comparison
             raise ValueError(f"percent must be a number, not {value!r}.")
         clamped = min(100.0, max(0.0, number))
-        if self._accepting("percent") and self._state.set_percent(clamped):
-            self._notify()
+        if self._accepting("percent"):
+            self._state.set_percent(clamped)
 
     def log(self, line: object) -> None:
         """Append ``line`` to the log."""
-        if self._accepting("log") and self._state.add_log((line,)):
-            self._notify()
+        if self._accepting("log"):
+            self._state.add_log((line,))
 
     def track(
         self,
@@ -118,13 +116,13 @@ class Progress:
                 total = None
         label_text = "" if label is None else clip(str(label), STATUS_MAX)
         state, accepting = self._state, self._accepting
-        if accepting("track") and state.set_count(0, total, label_text, unit):
-            self._notify()
+        if accepting("track"):
+            state.set_count(0, total, label_text, unit)
         for done, item in enumerate(iterable, start=1):
             yield item
-            if accepting("track") and state.set_count(done, total, label_text, unit):
-                self._notify()
-            self.check_cancelled()
+            if accepting("track"):
+                state.set_count(done, total, label_text, unit)
+            self._check_cancelled()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -219,6 +217,9 @@ class Progress:
 
     def check_cancelled(self) -> None:
         """Raise OperationCancelled when a cancel was requested (reads at most every 0.5 s)."""
+        self._check_cancelled()
+
+    def _check_cancelled(self) -> None:  # also between the items of track()
         if self._run.interrupt_requested:
             raise OperationInterrupted()
         now = time.monotonic()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -59,9 +60,6 @@ class _MemoryRun:
         self.state.start()
         self.interrupt_requested = False
         self.stage_states: dict[str, StageState] = dict.fromkeys(declared, StageState.PENDING)
-
-    def notify(self) -> None:
-        """Nothing to publish: the state is read directly."""
 
     def set_stage(self, name: str, stage_state: StageState) -> None:
         if self.state.current().phase.is_terminal:
@@ -132,7 +130,6 @@ class RecordingProgress(Progress):
         self.cancel_checks = 0
         self.cancel_after = cancel_after
         self._cancelled = False
-        self._inside_track = 0
 
     def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append(Call(name, args, kwargs))
@@ -159,24 +156,7 @@ class RecordingProgress(Progress):
         unit: str = "item",
     ) -> Iterator[T]:
         self._record("track", iterable, total=total, label=label, unit=unit)
-        return self._tracking(super().track(iterable, total, label, unit))
-
-    def _tracking(self, inner: Iterator[T]) -> Iterator[T]:
-        # Marks the stretches where Progress.track() runs (and checks cancellation).
-        try:
-            while True:
-                self._inside_track += 1
-                try:
-                    item = next(inner)
-                except StopIteration:
-                    return
-                finally:
-                    self._inside_track -= 1
-                yield item
-        finally:
-            close = getattr(inner, "close", None)
-            if close is not None:
-                close()
+        return super().track(iterable, total, label, unit)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -210,8 +190,10 @@ class RecordingProgress(Progress):
         super().error(message)
 
     def check_cancelled(self) -> None:
-        if not self._inside_track:
-            self._record("check_cancelled")
+        self._record("check_cancelled")
+        self._check_cancelled()
+
+    def _check_cancelled(self) -> None:  # track() checks here too, unrecorded
         self.cancel_checks += 1
         limit = self.cancel_after
         if self._cancelled or (limit is not None and self.cancel_checks > limit):
@@ -292,74 +274,22 @@ class RecordingProgress(Progress):
 # --- the liveops_run fixture ------------------------------------------------------------
 
 
-class _Region:
-    """One top-level region element of a frame, split for the appends of the log."""
-
-    def __init__(self, start: str, inner: str, end: str, texts: list[str], append: bool) -> None:
-        self.start, self.inner, self.end = start, inner, end
-        self.texts, self.append = texts, append
-
-    @property
-    def html(self) -> str:
-        return self.start + self.inner + self.end
-
-
-_VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"}
-    | {"source", "track", "wbr"}
-)
-
-
-class _RegionSplitter(HTMLParser):
-    """Split a frame's HTML into its top-level elements, by id."""
+class _Texts(HTMLParser):
+    """The runs of text in some HTML, whitespace collapsed, empty runs left out."""
 
     def __init__(self, html: str) -> None:
         super().__init__(convert_charrefs=True)
-        self._html = html
-        self._line_starts = [0]
-        for index, char in enumerate(html):
-            if char == "\n":
-                self._line_starts.append(index + 1)
-        self._depth = 0
-        self._open: tuple[str, str, int, bool] | None = None  # id, start tag, inner start, append
-        self._texts: list[str] = []
-        self.regions: dict[str, _Region] = {}
+        self.texts: list[str] = []
         self.feed(html)
         self.close()
 
-    def _offset(self) -> int:
-        line, column = self.getpos()
-        return self._line_starts[line - 1] + column
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._depth == 0:
-            start = self.get_starttag_text() or ""
-            values = dict(attrs)
-            append = values.get("hx-swap-oob") == "beforeend"
-            self._open = (values.get("id") or "", start, self._offset() + len(start), append)
-            self._texts = []
-        if tag not in _VOID:
-            self._depth += 1
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """A self-closing tag opens and closes nothing."""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _VOID or self._depth == 0:
-            return
-        self._depth -= 1
-        if self._depth == 0 and self._open is not None:
-            element_id, start, inner_start, append = self._open
-            offset = self._offset()
-            end = self._html[offset : self._html.index(">", offset) + 1]
-            inner = self._html[inner_start:offset]
-            self.regions[element_id] = _Region(start, inner, end, self._texts, append)
-            self._open = None
-
     def handle_data(self, data: str) -> None:
-        text = " ".join(data.split())
-        if self._depth > 0 and text:
-            self._texts.append(text)
+        if text := " ".join(data.split()):
+            self.texts.append(text)
+
+
+def _inner(element: str) -> str:
+    return element[element.index(">") + 1 : element.rindex("</")]
 
 
 @dataclass
@@ -388,28 +318,18 @@ class LiveRunRecord:
         ends = [Update.from_message(m).html() for m in self.messages if m.get("terminal")]
         return ends[-1] if ends else None
 
-    def _applied(self, name: str) -> _Region:
+    def _applied(self, name: str) -> str:
+        # The page's rules decide, as the hub's merge applies them (docs/protocol.md).
         from liveops._fragments import region_id
+        from liveops._updates import Update
 
-        wanted = region_id(self.op, name)
-        current: _Region | None = None
-        for frame in self.frames:
-            found = _RegionSplitter(frame).regions.get(wanted)
-            if found is None:
-                continue
-            if found.append and current is not None:  # new log lines, added at the end
-                current = _Region(
-                    current.start,
-                    current.inner + found.inner,
-                    current.end,
-                    current.texts + found.texts,
-                    append=False,
-                )
-            else:
-                current = found
-        if current is None:
-            raise KeyError(f"No frame carried the {name!r} region ({wanted}).")
-        return current
+        updates = [Update.from_message(message) for message in self.messages]
+        chunks = functools.reduce(Update.merged, updates).regions.get(name) if updates else None
+        if not chunks:
+            raise KeyError(f"No frame carried the {name!r} region ({region_id(self.op, name)}).")
+        whole, *appended = (chunk.html for chunk in chunks)  # new log lines go at the end
+        end = whole.rindex("</")
+        return whole[:end] + "".join(_inner(html) for html in appended) + whole[end:]
 
     def region(self, name: str) -> str:
         """The HTML region ``name`` ends with once every frame is applied in order.
@@ -417,18 +337,18 @@ class LiveRunRecord:
         ``name`` is one of status, progress, stages, log and result. Log lines sent
         as appends are added to the log; the terminal frame carries the whole log.
         """
-        return self._applied(name).html
+        return self._applied(name)
 
     def texts(self, name: str) -> list[str]:
         """The texts of region ``name`` as it ends: each run of text between tags, in order.
 
         Whitespace is collapsed and empty runs are left out, so the log gives its lines.
         """
-        return list(self._applied(name).texts)
+        return _Texts(self._applied(name)).texts
 
     def text(self, name: str) -> str:
         """The text of region ``name`` as it ends, whitespace collapsed to single spaces."""
-        return " ".join(self._applied(name).texts)
+        return " ".join(_Texts(self._applied(name)).texts)
 
 
 class LiveRun(Protocol):

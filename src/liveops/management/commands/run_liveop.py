@@ -122,7 +122,7 @@ class Command(BaseCommand):
         display = make_display(self.stdout, plain=options["plain"])
         outcome = Outcome()
         worker = threading.Thread(
-            target=run_in_thread,
+            target=execute_in_thread,
             args=(op.live_label(), op.pk, outcome),
             name=f"run_liveop-{op.pk}",
             daemon=True,  # a second Ctrl-C must not wait for it
@@ -276,7 +276,7 @@ class Outcome:
         self.error: BaseException | None = None
 
 
-def run_in_thread(label: str, pk: Any, outcome: Outcome) -> None:
+def execute_in_thread(label: str, pk: Any, outcome: Outcome) -> None:
     """Run the operation through ``execute()``; keep what escapes it."""
     try:
         execute(label, pk)

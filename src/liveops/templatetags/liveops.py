@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.core.paginator import Page
 from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import get_token
+from django.template.base import Parser, TextNode, Token
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, get_script_prefix, reverse
@@ -206,3 +208,27 @@ def liveops_scripts(context: template.Context, htmx: bool = False) -> SafeString
     ]
     tags += [format_html('<script src="{}"{} defer></script>', src, nonce_attr) for src in sources]
     return mark_safe("\n".join(tags))  # safe: each part built with format_html
+
+
+class _JoinedLines(template.Node):
+    def __init__(self, nodelist: template.NodeList) -> None:
+        self.nodelist = nodelist
+
+    def render(self, context: template.Context) -> SafeString:
+        return self.nodelist.render(context)
+
+
+@register.tag
+def joinlines(parser: Parser, token: Token) -> _JoinedLines:
+    """``{% joinlines %}…{% endjoinlines %}``: a template laid out on many lines, output as one.
+
+    When the template is compiled, every line break of its own text goes, with the
+    whitespace around it; rendered values (log lines, tracebacks) keep theirs. A space
+    that must stay at the end of a line goes before a comment: ``</span> {# #}``.
+    """
+    nodelist = parser.parse(("endjoinlines",))
+    parser.delete_first_token()
+    for node in nodelist.get_nodes_by_type(TextNode):
+        if isinstance(node, TextNode):  # always: it tells mypy
+            node.s = re.sub(r"\s*\n\s*", "", node.s, flags=re.ASCII)
+    return _JoinedLines(nodelist)

@@ -202,20 +202,29 @@ def client_texts() -> dict[str, str]:
     }
 
 
-def _attributes(
-    op: LiveOperation, view: StateView, region: str, swap: str, css_class: str = ""
+def element_attributes(
+    element_id: str, css_class: str, swap: str, rank: Rank, phase: Phase
 ) -> SafeString:
-    terminal = view.phase.is_terminal
+    """Return the attributes of a region or list row element: its id and its rank (rules 1-3)."""
     return format_html(
         'id="{}" class="{}" hx-swap-oob="{}" data-liveop-v="{}" data-liveop-attempt="{}"'
         ' data-liveop-state="{}"{}',
-        region_id(op, region),
-        css_class or f"liveops-{region}",
+        element_id,
+        css_class,
         swap,
-        view.version,
-        view.attempt,
-        view.phase.value,
-        mark_safe(" data-liveop-terminal") if terminal else "",
+        rank.version,
+        rank.attempt,
+        phase.value,
+        mark_safe(" data-liveop-terminal") if rank.terminal else "",
+    )
+
+
+def _attributes(
+    op: LiveOperation, view: StateView, region: str, swap: str, css_class: str = ""
+) -> SafeString:
+    rank = Rank(view.attempt, view.phase.is_terminal, view.version)
+    return element_attributes(
+        region_id(op, region), css_class or f"liveops-{region}", swap, rank, view.phase
     )
 
 

@@ -99,13 +99,9 @@ class End:
         }
 
 
-def _announce_on_commit(op: LiveOperation, transition: Transition, using: str) -> None:
+def _announce_on_commit(op: LiveOperation, transition: Transition, using: str = "") -> None:
     sent = functools.partial(announce, operation_changed, type(op), op=op, transition=transition)
-    transaction.on_commit(sent, using=using)
-
-
-def _db(model: type[LiveOperation]) -> str:
-    return router.db_for_write(model)
+    transaction.on_commit(sent, using=using or router.db_for_write(type(op)))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -122,7 +118,7 @@ def claim(model: type[LiveOperation], pk: UUID | str) -> LiveOperation | None:
         return None
     try:
         op = model._default_manager.select_related("owner").get(pk=pk)
-        _announce_on_commit(op, Transition.STARTED, _db(model))
+        _announce_on_commit(op, Transition.STARTED)
     except BaseException:  # claimed but stopped (e.g. SIGTERM): say so, never leave it running
         end_as_interrupted(
             model, [pk], INTERRUPTED_MESSAGE, stale_only=False, traceback=tb.format_exc()
@@ -181,7 +177,7 @@ def end_as_interrupted(
         if candidates.filter(pk=op.pk).update(**end.columns(op.stage_states)):
             op.refresh_from_db()
             logger.warning("liveops: %s ended as interrupted: %s", op, message)
-            _announce_on_commit(op, Transition.INTERRUPTED, _db(model))
+            _announce_on_commit(op, Transition.INTERRUPTED)
             ended.append(op)
     return ended
 
@@ -192,7 +188,7 @@ def end_unqueued(label: str, pk: UUID | str, message: str) -> bool:
     waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
     if not waiting.update(**End(Phase.FINISHED_ERROR, message).columns({})):
         return False
-    _announce_on_commit(model._default_manager.get(pk=pk), Transition.NOT_QUEUED, _db(model))
+    _announce_on_commit(model._default_manager.get(pk=pk), Transition.NOT_QUEUED)
     return True
 
 
@@ -212,7 +208,7 @@ def request_cancel(op: LiveOperation) -> bool:
             return False
         in_phase(unfinished, Phase.NOT_STARTED).update(**End(Phase.CANCELLED).columns({}))
         op.refresh_from_db()
-        _announce_on_commit(op, Transition.CANCEL_REQUESTED, _db(type(op)))
+        _announce_on_commit(op, Transition.CANCEL_REQUESTED)
     return True
 
 
@@ -238,7 +234,7 @@ def request_retry(op: LiveOperation) -> bool:
         fresh.version += 1
         fresh.save()
         # The new attempt's picture first, then the run (an eager one ends at once).
-        _announce_on_commit(fresh, Transition.RETRIED, _db(model))
+        _announce_on_commit(fresh, Transition.RETRIED)
         fresh.enqueue()
     op.refresh_from_db()
     return True

@@ -20,10 +20,9 @@ from django.db.models import QuerySet
 from django.template.loader import select_template
 from django.utils import formats, timezone, translation
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from liveops._fragments import client_texts, phase_label
+from liveops._fragments import client_texts, element_attributes, phase_label
 from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation, live_page_url
 
@@ -154,19 +153,11 @@ def render_row(op: LiveOperation) -> str:
             ),
         }
         inner = select_template(_template_names(op)).render(context).strip()
-    attributes = format_html(
-        'id="{}" class="liveops-row" hx-swap-oob="true" data-liveop-row="{}"'
-        ' data-liveop-sort="{}" data-liveop-v="{}" data-liveop-attempt="{}"'
-        ' data-liveop-state="{}"{}',
-        row_id(op),
-        op.live_label(),
-        _sort_key(op),
-        op.version,
-        op.attempt,
-        phase.value,
-        mark_safe(" data-liveop-terminal") if phase.is_terminal else "",
+    attributes = element_attributes(row_id(op), "liveops-row", "true", _rank(op), phase)
+    label_and_sort = format_html(
+        ' data-liveop-row="{}" data-liveop-sort="{}"', op.live_label(), _sort_key(op)
     )
-    return f"<tr {attributes}>{inner}</tr>"
+    return f"<tr {attributes}{label_and_sort}>{inner}</tr>"
 
 
 # --- the rows of a page ------------------------------------------------------------------------

@@ -9,13 +9,16 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import lxml.html
+import pytest
 
 from tests.dom import Page
 from tests.pg_workers import WorkerProcess, python, wait_for
@@ -57,7 +60,7 @@ def answers(url: str) -> bool:
 
 
 class Server:
-    """An ASGI server process serving tests.asgi_stack on a loopback port."""
+    """An ASGI server process (uvicorn, daphne or hypercorn) serving tests.asgi_stack."""
 
     def __init__(self, kind: str, env: dict[str, str]) -> None:
         self.kind = kind
@@ -73,6 +76,8 @@ class Server:
             argv = python(
                 *("-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "1", app)
             )
+        elif kind == "hypercorn":
+            argv = python("-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}", app)
         else:
             raise ValueError(f"unknown server {kind!r}")
         self.process = WorkerProcess(kind, argv, env)
@@ -85,6 +90,73 @@ class Server:
             f"{self.kind} serves /static/liveops/liveops.js on {self.url}",
             watch=[self.process],
         )
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a loopback port; stopped and restarted at will."""
+
+    def __init__(self, executable: str, port: int, log_path: Path) -> None:
+        self.executable, self.port, self.log_path = executable, port, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start redis-server and return once it answers PING (or fail with its log)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(self.executable, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.log_path.parent)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._pong():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"redis-server did not answer on {self.port}:\n{self.log_tail()}")
+            time.sleep(0.02)  # polling the port, under the deadline above
+
+    def stop(self) -> None:
+        """Kill the server and wait until the port refuses connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case a test froze it
+            self.proc.kill()  # an outage, not a shutdown: no goodbye to clients
+            self.proc.wait(START_TIMEOUT)
+        self.proc = None
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._pong():
+            assert time.monotonic() < deadline, f"port {self.port} still answers"
+            time.sleep(0.02)
+
+    def freeze(self) -> None:
+        """Stop the server answering, connections left open (a hung host, a partition)."""
+        assert self.proc is not None
+        assert self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server answer again."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+        return "(no log)"
 
 
 def celery_worker(queue: str, env: dict[str, str]) -> tuple[WorkerProcess, str]:

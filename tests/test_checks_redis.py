@@ -54,7 +54,7 @@ def test_a_plain_url_gets_both_warnings_with_the_exact_dict_to_write(settings):
     timeout, pool = messages
     assert "CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]" in timeout.msg
     assert repr(URL) in timeout.msg
-    assert "1011" in timeout.msg
+    assert "4503" in timeout.msg
     assert hinted_host(timeout) == GOOD
     assert "MaxConnectionsError" in pool.msg
     assert "default pool of 100" in pool.msg

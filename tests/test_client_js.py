@@ -796,8 +796,10 @@ def test_the_countdown_fills_in_its_seconds_and_missing_texts_fall_back_to_engli
     expect(connection(page)).to_have_text("Neuer Versuch in 2 s…")
 
 
-def test_reconnect_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page) -> None:
-    FakeServer(page, lambda ws, n: ws.close(code=1011, reason="restart"))
+# 1011: a server's internal error; 4503: ours, the server's channel layer failed.
+@pytest.mark.parametrize("code", [1011, 4503])
+def test_reconnect_backoff_doubles_with_full_jitter_up_to_the_cap(page: Page, code: int) -> None:
+    FakeServer(page, lambda ws, n: ws.close(code=code, reason="restart"))
     # random() near 1 makes every delay just under its ceiling: 500 ms * 2**n, at most 15 s.
     serve(page, container(ws="/ws/liveops/"), random=RANDOM)
     ceilings = [500, 1000, 2000, 4000, 8000, 15000, 15000]

@@ -294,8 +294,8 @@ async def test_a_socket_the_layer_cannot_subscribe_is_closed_for_a_retry(
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.test_fanout.RefusingLayer"}}
     op = await database_sync_to_async(Scripted.objects.create)(owner=user)
     viewer = await open_viewer(op.live_token, user=user)
-    # 1011 is not final: liveops.js reconnects with backoff (4400-4404 would stop it).
-    assert await viewer.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 1011}
+    # 4503 is not final: liveops.js reconnects with backoff (4400-4404 would stop it).
+    assert await viewer.receive_output(timeout=TIMEOUT) == {"type": "websocket.close", "code": 4503}
     assert "could not subscribe" in caplog.text
 
 

@@ -15,9 +15,7 @@ import contextlib
 import json
 import logging
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -37,6 +35,7 @@ from liveops._execution import execute
 from liveops._publish import FINISH_TIMEOUT, SEND_TIMEOUT, group_name
 from liveops._state import Phase
 from tests.conftest import need
+from tests.e2e_support import PrivateRedis
 from tests.testapp.models import Scripted
 from tests.viewers import marker_message, open_viewer
 
@@ -54,73 +53,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, on a loopback port; stopped and restarted at will."""
-
-    def __init__(self, executable: str, port: int, log_path: Path) -> None:
-        self.executable, self.port, self.log_path = executable, port, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        """Start redis-server and return once it answers PING (or fail with its log)."""
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(self.executable, "--port", str(self.port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--dir", str(self.log_path.parent)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._pong():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"redis-server did not answer on {self.port}:\n{self.log_tail()}")
-            time.sleep(0.02)  # polling the port, under the deadline above
-
-    def stop(self) -> None:
-        """Kill the server and wait until the port refuses connections."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # in case a test froze it
-            self.proc.kill()  # an outage, not a shutdown: no goodbye to clients
-            self.proc.wait(START_TIMEOUT)
-        self.proc = None
-        deadline = time.monotonic() + START_TIMEOUT
-        while self._pong():
-            assert time.monotonic() < deadline, f"port {self.port} still answers"
-            time.sleep(0.02)
-
-    def freeze(self) -> None:
-        """Stop the server answering, connections left open (a hung host, a partition)."""
-        assert self.proc is not None
-        assert self.proc.poll() is None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        """Let a frozen server answer again."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(FileNotFoundError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
-        return "(no log)"
 
 
 @pytest.fixture
@@ -251,9 +183,9 @@ async def reconnect(connect: Any, op: Any) -> tuple[WebsocketCommunicator, str, 
         if message is not None and message["type"] == "websocket.send":
             data = json.loads(message["text"])
             return viewer, data["liveop_html"], attempt
-        # The hub met a pooled connection from before the outage: closed with 1011, and
+        # The hub met a pooled connection from before the outage: closed with 4503, and
         # the page tries again.
-        assert message == {"type": "websocket.close", "code": 1011}, message
+        assert message == {"type": "websocket.close", "code": 4503}, message
     pytest.fail(f"no snapshot after {RECONNECT_ATTEMPTS} connects")
 
 

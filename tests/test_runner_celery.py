@@ -93,19 +93,17 @@ class CeleryWorker:
     queue: str
 
 
-@pytest.fixture(scope="module")
-def celery_worker(request: pytest.FixtureRequest, broker: Broker) -> Iterator[CeleryWorker]:
-    request.getfixturevalue("django_db_setup")
-    queue = f"{broker.prefix}-work"
+def _start_worker(broker: Broker, name: str, **env: str) -> Iterator[CeleryWorker]:
+    queue = f"{broker.prefix}-{name}"
     node = f"{queue}@{socket.gethostname()}"
     process = WorkerProcess(
-        "celery worker",
+        f"celery worker {name}",
         python(
             *("-m", "celery", "-A", "tests.celery_app", "worker", "-Q", queue, "-n", node),
             *("--pool=solo", "--concurrency=1", "--loglevel=INFO"),
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
         ),
-        worker_env(database_name()),
+        {**worker_env(database_name()), **env},
     )
     try:
         wait_for(
@@ -117,6 +115,32 @@ def celery_worker(request: pytest.FixtureRequest, broker: Broker) -> Iterator[Ce
         yield CeleryWorker(process, queue)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(request: pytest.FixtureRequest, broker: Broker) -> Iterator[CeleryWorker]:
+    """A worker of a project that lists the runner's module in CELERY_IMPORTS."""
+    request.getfixturevalue("django_db_setup")
+    yield from _start_worker(broker, "work")
+
+
+@pytest.fixture(scope="module")
+def guide_worker(request: pytest.FixtureRequest, broker: Broker) -> Iterator[CeleryWorker]:
+    """A worker of a project set up only as Celery's Django guide says: no CELERY_IMPORTS.
+
+    Its Celery app calls ``autodiscover_tasks()`` (tests/celery_app.py), and its settings
+    name the celery runner, as a project that runs operations in Celery has them. It
+    skips Django's system checks at start-up (``CELERY_SKIP_CHECKS``, as many do), which
+    would otherwise import the runner's module by the way.
+    """
+    request.getfixturevalue("django_db_setup")
+    yield from _start_worker(
+        broker,
+        "guide",
+        LIVEOPS_TEST_CELERY_GUIDE="1",
+        LIVEOPS_TEST_RUNNER="celery",
+        CELERY_SKIP_CHECKS="1",
+    )
 
 
 def _wait_until_finished(op: Counted, worker: CeleryWorker) -> Counted:
@@ -161,6 +185,20 @@ def test_worker_runs_the_operation_after_commit(celery_worker, settings, user):
     op = _wait_until_finished(op, celery_worker)
     assert op.get_state() is Phase.FINISHED_OK
     assert op.result_context == {"runs": 1, "pid": celery_worker.process.pid}
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("services")  # first: before pytest-django creates the database
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_set_up_as_celerys_django_guide_knows_the_task(guide_worker, settings, user):
+    settings.LIVEOPS = {"RUNNER": "celery", "CELERY_TASK_OPTIONS": {"queue": guide_worker.queue}}
+    with transaction.atomic():
+        op = Counted.objects.create(owner=user)
+        op.enqueue()
+    op = _wait_until_finished(op, guide_worker)
+    assert op.get_state() is Phase.FINISHED_OK
+    assert op.result_context == {"runs": 1, "pid": guide_worker.process.pid}
+    assert "unregistered task" not in guide_worker.process.output().lower()
 
 
 @pytest.mark.postgres

@@ -99,7 +99,6 @@ if os.environ.get("LIVEOPS_DEMO_DATABASE_URL"):
 
 # Celery, for LIVEOPS_DEMO_RUNNER=celery (the app is demo_site/celery.py).
 CELERY_BROKER_URL = os.environ.get("LIVEOPS_DEMO_CELERY_BROKER", "redis://127.0.0.1:6379/3")
-CELERY_IMPORTS = ["liveops.runners.celery"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 

@@ -4,7 +4,7 @@ redis-py 8 changed two defaults that break ``channels_redis.core.RedisChannelLay
 (4.3) in ways that only show under real use:
 
 - ``socket_timeout`` is 5 s, the same as the layer's ``BZPOPMIN`` wait, so every
-  idle consumer's read times out and its WebSocket closes with 1011 (``liveops.W002``);
+  idle consumer's read times out and its WebSocket closes with 4503 (``liveops.W002``);
 - a connection pool holds at most 100 connections, and the layer takes one per
   waiting consumer, so a burst of more than 100 connects fails in ``group_add``
   with ``MaxConnectionsError`` (``liveops.W003``).
@@ -80,7 +80,7 @@ def _check_host(alias: str, index: int, host: object, brpop_timeout: float) -> l
         messages.append(
             CheckWarning(
                 f"{where} is {_shown(host)}, which {what}: every WebSocket idle for "
-                f"{brpop_timeout:g} seconds is then closed with code 1011 (TimeoutError "
+                f"{brpop_timeout:g} seconds is then closed with code 4503 (TimeoutError "
                 "reading from Redis).",
                 hint=f"Give the host as {_shown(fixed)} (socket_timeout None, or at least "
                 f"{2 * brpop_timeout:g} seconds), or install redis<8.",

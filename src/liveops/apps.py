@@ -21,7 +21,7 @@ class LiveOpsConfig(AppConfig):
             check_runserver,
             check_uvicorn_websockets,
         )
-        from liveops.runners import dispatch_enqueued
+        from liveops.runners import dispatch_enqueued, preload_runner
         from liveops.signals import operation_changed, operation_enqueued
 
         # In this order: a list shows the operation before an eager runner ends it.
@@ -30,6 +30,8 @@ class LiveOpsConfig(AppConfig):
         # The page first, then the lists (as each run publishes its own end).
         operation_changed.connect(receivers.publish_changed_regions, dispatch_uid="liveops.pages")
         operation_changed.connect(receivers.publish_changed_row, dispatch_uid="liveops.lists")
+
+        preload_runner()  # a worker then knows the runner's task, whatever started it
 
         checks.register(check_settings, "liveops")
         checks.register(check_runner, "liveops")

@@ -40,7 +40,11 @@ _LIST = re.compile(
 
 
 class CloseCode:
-    """WebSocket close codes after which the client stops retrying."""
+    """The consumer's WebSocket close codes: after a 44xx the client stops retrying.
+
+    All are in 4000-4999, the range for applications, which every ASGI server sends as
+    given (daphne refuses 1011, leaving the socket open).
+    """
 
     BAD_REQUEST = 4400
     LOGIN_REQUIRED = 4401
@@ -48,10 +52,9 @@ class CloseCode:
     NOT_FOUND = 4404
     #: The server is not set up for live updates (no channel layer); its log says why.
     NOT_CONFIGURED = 4500
+    #: The channel layer failed (an outage): the page reconnects and reloads the state.
+    TRY_AGAIN = 4503
 
-
-#: The standard "internal error" code: not final, the page reconnects.
-_TRY_AGAIN = 1011
 
 _REASONS = {
     CloseCode.LOGIN_REQUIRED: "login required",
@@ -171,7 +174,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
             asked.lists = []
 
     async def _subscribe(self, asked: _Asked) -> bool:
-        """Join each operation's and list's group; if the layer fails, close (1011) and say so."""
+        """Join each operation's and list's group; if the layer fails, close (4503) and say so."""
         list_groups = await self._choose_list_groups(asked.lists) if asked.lists else []
         try:
             for request in asked.operations:
@@ -181,7 +184,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                 self._list_groups.add(group)
         except Exception as exc:  # the layer is unreachable: the page retries later
             logger.warning("liveops could not subscribe a socket: %r", exc)
-            await self.close(code=_TRY_AGAIN)
+            await self.close(code=CloseCode.TRY_AGAIN)
             return False
         return True
 
@@ -234,7 +237,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     def _layer_failed(self) -> None:
         """The channel layer failed: close, so the page reconnects and reloads the state."""
-        self._closing = asyncio.ensure_future(self.close(code=_TRY_AGAIN))
+        self._closing = asyncio.ensure_future(self.close(code=CloseCode.TRY_AGAIN))
 
     async def send_json_rejection(self, token: str, code: int, key: str = "op") -> None:
         """Tell the client this socket will not carry ``token`` (an op, or a list), and why."""

@@ -117,6 +117,20 @@ def load_runner_class() -> type[Runner]:
     return runner_class
 
 
+def preload_runner() -> None:
+    """Import the configured runner's module, which declares its task (``LiveOpsConfig.ready``).
+
+    So a worker knows the task with no setting of its own: one set up as Celery's Django
+    guide says imports no module of ours (``autodiscover_tasks()`` finds ``<app>.tasks``).
+    A runner that cannot be loaded is left to the system checks and to the first enqueue,
+    which say why.
+    """
+    try:
+        load_runner_class()
+    except Exception as exc:  # invalid settings, a missing package: reported where it matters
+        logger.debug("liveops: the runner was not loaded at start-up: %s", exc)
+
+
 @functools.cache
 def get_runner() -> Runner:
     """Return the configured runner (one instance per process)."""

@@ -1,8 +1,8 @@
 """The celery runner: a Celery task that carries only the operation's type label and pk.
 
-Workers must import this module so that they know the task ``liveops.run_operation``:
-add ``CELERY_IMPORTS = ["liveops.runners.celery"]`` to the Django settings (with the
-usual ``namespace="CELERY"``), or ``app.conf.imports`` in your Celery app module.
+Workers know the task ``liveops.run_operation`` with no setting of their own: with
+``"RUNNER": "celery"``, the liveops app imports this module when Django starts, which
+Celery's Django fix-up does in every worker (``liveops.runners.preload_runner``).
 """
 
 from __future__ import annotations

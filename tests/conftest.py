@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e_support import PrivateRedis
 
 pytest_plugins = ["liveops.testing"]
 
@@ -19,6 +25,22 @@ def need(condition: bool, why: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{why} (LIVEOPS_REQUIRE_SERVICES=1, so this is a failure, not a skip)")
     pytest.skip(why)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A running redis-server of this test's own, for a test to stop and start at will."""
+    from tests.e2e_support import PrivateRedis, free_port
+
+    executable = shutil.which("redis-server")
+    need(executable is not None, "redis-server is not installed (apt-get install redis-server)")
+    assert executable is not None
+    server = PrivateRedis(executable, free_port(), tmp_path / "redis.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -14,14 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
-import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +31,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from liveops._execution import execute
 from liveops._publish import FINISH_TIMEOUT, SEND_TIMEOUT, group_name
 from liveops._state import Phase
-from tests.conftest import need
 from tests.e2e_support import PrivateRedis
 from tests.testapp.models import Scripted
 from tests.viewers import marker_message, open_viewer
@@ -47,26 +43,6 @@ START_TIMEOUT = 10.0
 RETURN_BOUND = SEND_TIMEOUT + FINISH_TIMEOUT + 3.0
 #: A browser reconnects until it gets a snapshot; more than this is a defect.
 RECONNECT_ATTEMPTS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A running private redis-server; skip (or fail in CI) when there is none to start."""
-    executable = shutil.which("redis-server")
-    need(executable is not None, "redis-server is not installed (apt-get install redis-server)")
-    assert executable is not None
-    server = PrivateRedis(executable, _free_port(), tmp_path / "redis.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 #: How the layer reaches Redis: the documented host options, and without the retry.

@@ -174,31 +174,21 @@ def test_enqueue_sends_type_and_pk_to_the_configured_queue_on_commit(broker, set
     assert kwargs == {}
 
 
+# A worker with CELERY_IMPORTS, and one set up only as Celery's Django guide says.
 @pytest.mark.postgres
 @pytest.mark.usefixtures("services")  # first: before pytest-django creates the database
 @pytest.mark.django_db(transaction=True)
-def test_worker_runs_the_operation_after_commit(celery_worker, settings, user):
-    settings.LIVEOPS = {"RUNNER": "celery", "CELERY_TASK_OPTIONS": {"queue": celery_worker.queue}}
+@pytest.mark.parametrize("worker_fixture", ["celery_worker", "guide_worker"])
+def test_worker_runs_the_operation_after_commit(request, worker_fixture, settings, user):
+    worker = request.getfixturevalue(worker_fixture)
+    settings.LIVEOPS = {"RUNNER": "celery", "CELERY_TASK_OPTIONS": {"queue": worker.queue}}
     with transaction.atomic():
         op = Counted.objects.create(owner=user)
         op.enqueue()
-    op = _wait_until_finished(op, celery_worker)
+    op = _wait_until_finished(op, worker)
     assert op.get_state() is Phase.FINISHED_OK
-    assert op.result_context == {"runs": 1, "pid": celery_worker.process.pid}
-
-
-@pytest.mark.postgres
-@pytest.mark.usefixtures("services")  # first: before pytest-django creates the database
-@pytest.mark.django_db(transaction=True)
-def test_a_worker_set_up_as_celerys_django_guide_knows_the_task(guide_worker, settings, user):
-    settings.LIVEOPS = {"RUNNER": "celery", "CELERY_TASK_OPTIONS": {"queue": guide_worker.queue}}
-    with transaction.atomic():
-        op = Counted.objects.create(owner=user)
-        op.enqueue()
-    op = _wait_until_finished(op, guide_worker)
-    assert op.get_state() is Phase.FINISHED_OK
-    assert op.result_context == {"runs": 1, "pid": guide_worker.process.pid}
-    assert "unregistered task" not in guide_worker.process.output().lower()
+    assert op.result_context == {"runs": 1, "pid": worker.process.pid}
+    assert "unregistered task" not in worker.process.output().lower()
 
 
 @pytest.mark.postgres

@@ -13,11 +13,9 @@ show what happened meanwhile (the operation was cancelled) without a reload.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +25,7 @@ from django.test import Client
 from liveops.consumers import CloseCode
 from liveops.lifecycle import request_cancel
 from tests.chromium import launch_chromium
-from tests.conftest import need
-from tests.e2e_support import PrivateRedis, Server, SocketViewer, free_port, logs
+from tests.e2e_support import PrivateRedis, Server, SocketViewer, logs
 from tests.pg_workers import database_name, require_postgres, worker_env
 from tests.settings_stack import redis_channel_layers
 from tests.testapp.models import Scripted
@@ -49,19 +46,6 @@ RECOVER_TIMEOUT = 30.0
 @pytest.fixture(scope="session")
 def services() -> None:
     require_postgres()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    executable = shutil.which("redis-server")
-    need(executable is not None, "redis-server is not installed (apt-get install redis-server)")
-    assert executable is not None
-    redis = PrivateRedis(executable, free_port(), tmp_path / "redis.log")
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
 
 
 @pytest.fixture

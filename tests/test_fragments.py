@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 from lxml.html import HtmlElement
 
-from liveops._fragments import frame, region_id, render_regions
+from liveops._fragments import region_id, render_regions
 from liveops._state import (
     ALL_REGIONS,
     LOG_LINE_MAX,
@@ -23,6 +23,7 @@ from liveops._state import (
     StageState,
     StateView,
 )
+from liveops._updates import frame
 from tests.dom import Page, parse
 from tests.testapp.models import Gated, Scripted
 

@@ -51,11 +51,6 @@ def region_id(op: LiveOperation, region: str) -> str:
     return f"liveop-{op.pk}-{region}"
 
 
-def frame(html: str) -> str:
-    """Wrap fragments in the JSON envelope sent over the WebSocket."""
-    return json.dumps({"liveop_html": html}, ensure_ascii=False)
-
-
 def render_regions(
     op: LiveOperation,
     view: StateView,

@@ -32,6 +32,11 @@ from typing import Any, NamedTuple
 MESSAGE_TYPE = "liveop.fragment"
 
 
+def frame(html: str) -> str:
+    """Wrap region elements in the JSON envelope sent over the WebSocket."""
+    return json.dumps({"liveop_html": html}, ensure_ascii=False)
+
+
 class Rank(NamedTuple):
     """How ``liveops.js`` orders two elements of one region: the greater one wins."""
 
@@ -97,13 +102,13 @@ class Update:
     @cached_property
     def frame(self) -> str:
         """The JSON text sent to sockets (serialized once per process and update)."""
-        return json.dumps({"liveop_html": self.html()}, ensure_ascii=False)
+        return frame(self.html())
 
     @cached_property
     def staff_frame(self) -> str:
         if not any(c.staff_html is not None for cs in self.regions.values() for c in cs):
             return self.frame
-        return json.dumps({"liveop_html": self.html(staff=True)}, ensure_ascii=False)
+        return frame(self.html(staff=True))
 
     @cached_property
     def _send_events(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,10 +21,11 @@ from django.contrib.auth.models import AnonymousUser
 from liveops import _grants as grants
 from liveops._conf import get_settings, report_missing_layer
 from liveops._fanout import Viewer, get_hub
-from liveops._fragments import frame, render_regions
+from liveops._fragments import render_regions
 from liveops._liveness import ensure_fresh, expire_stale_among, watchdog
 from liveops._publish import bind_server_loop, group_name
 from liveops._state import Phase
+from liveops._updates import frame
 from liveops.lists import list_group_for, page_rows, render_row
 from liveops.models import LiveOperation, get_operation_model
 

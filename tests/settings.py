@@ -64,6 +64,7 @@ LIVEOPS = {
     "RUNNER": os.environ.get("LIVEOPS_TEST_RUNNER", "eager"),
     "HEARTBEAT_SECONDS": float(os.environ.get("LIVEOPS_TEST_HEARTBEAT", "10")),
     "STALE_SECONDS": float(os.environ.get("LIVEOPS_TEST_STALE", "30")),
+    "WAIT_WARNING_SECONDS": float(os.environ.get("LIVEOPS_TEST_WAIT_WARNING", "120")),
 }
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

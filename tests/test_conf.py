@@ -50,6 +50,9 @@ BAD: list[tuple[object, str, str, str]] = [
     ({"TASKS_OPTIONS": ["x"]}, "liveops.E013", "is ['x'];", "{'queue_name'"),
     ({"GRANT_SECONDS": -1}, "liveops.E014", "is -1;", "default 3600"),
     ({"GRANT_SECONDS": "1h"}, "liveops.E014", "is '1h';", "default 3600"),
+    ({"WAIT_WARNING_SECONDS": -5}, "liveops.E020", "is -5;", "default 120"),
+    ({"WAIT_WARNING_SECONDS": True}, "liveops.E020", "is True;", "default 120"),
+    ({"WAIT_WARNING_SECONDS": 10**7}, "liveops.E020", "is 10000000;", "default 120"),
     # Last: get_settings() does not look at CHANNEL_LAYERS (see BAD[:-1] below).
     ({"CHANNEL_LAYER": "events"}, "liveops.E009", "'events'", "InMemoryChannelLayer"),
 ]
@@ -70,6 +73,7 @@ def test_the_defaults(settings: Any) -> None:
         CELERY_TASK_OPTIONS={},
         TASKS_OPTIONS={},
         GRANT_SECONDS=3600.0,
+        WAIT_WARNING_SECONDS=120.0,
     )
     assert set(DEFAULTS) == set(LiveOpsSettings.__dataclass_fields__)
     assert get_settings().flush_interval == 0.1

@@ -82,10 +82,12 @@ def test_a_new_attempt_starts_from_every_fields_default(user: Any) -> None:
     used.refresh_from_db()
     assert lifecycle.request_retry(used)
     used.refresh_from_db()
-    kept = {"id", "created_on", "attempt", "version"}
+    kept = {"id", "created_on", "attempt", "version", "heartbeat_on"}
     for field in LiveOperation._meta.fields:
         if field.name not in kept:
             assert getattr(used, field.attname) == getattr(new, field.attname), field.name
+    assert used.heartbeat_on > NOW  # when the attempt was queued: its wait starts again
+    assert used.queued_on() == used.heartbeat_on
     assert used.attempt == 2
     assert used.language == "de"
 

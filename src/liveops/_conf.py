@@ -156,6 +156,17 @@ class LiveOpsSettings:
         convert=float,
     )
 
+    #: An operation no worker has started after this many seconds is flagged as waiting too
+    #: long: on its page, in the lists, in the log and by liveops_sweep; 0 turns it off.
+    WAIT_WARNING_SECONDS: float = _setting(
+        120,
+        lambda value: _is_number(value) and 0 <= value <= 7 * 24 * 3600,
+        "liveops.E020",
+        "{name} is {value}; it must be a number of seconds from 0 (never flag) to 604800 (a week).",
+        "Use the default 120: longer than your workers usually take to start an operation.",
+        convert=float,
+    )
+
     @property
     def runner_path(self) -> str:
         """Return the dotted path of the configured runner class."""

@@ -18,10 +18,11 @@ from django.utils import translation
 from django.utils.formats import number_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timesince import timeuntil
+from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
+from liveops._conf import get_settings
 from liveops._state import ALL_REGIONS, Phase, StateView
 from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation
@@ -39,6 +40,26 @@ _PHASE_LABELS = {
 def phase_label(phase: Phase, *, interrupted: bool = False) -> str:
     """Return the phase in words, in the active language."""
     return _("Interrupted") if interrupted else _(_PHASE_LABELS[phase])
+
+
+def wait_text(waiting_since: float | None) -> str:
+    """Return "Waiting for a worker for 3 minutes" once a wait passed WAIT_WARNING_SECONDS; else "".
+
+    ``waiting_since`` is when the attempt was queued (``StateView.waiting_since``).
+    """
+    limit = get_settings().WAIT_WARNING_SECONDS
+    if waiting_since is None or not limit:
+        return ""
+    waited = time.time() - waiting_since
+    if waited < limit:
+        return ""
+    if waited < 60:
+        seconds = int(waited)
+        duration = ngettext("%(count)s second", "%(count)s seconds", seconds) % {"count": seconds}
+    else:
+        now = datetime.now()
+        duration = timesince(now - timedelta(seconds=waited), now, depth=1)
+    return _("Waiting for a worker for %(duration)s") % {"duration": duration}
 
 
 def container_id(op: LiveOperation) -> str:
@@ -249,12 +270,14 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
     if region == "result" and _shows_own_result(view):
         # What run() gave p.result(), as the guide says: {{ imported }}. Ours win a clash.
         context.update(view.result_context or {})
+    waited = wait_text(view.waiting_since)
     context.update(
         {
             "op": op,
             "view": view,
             "region_id": region_id(op, region),
-            "phase_label": phase_label(view.phase, interrupted=view.interrupted),
+            "phase_label": waited or phase_label(view.phase, interrupted=view.interrupted),
+            "waiting_too_long": bool(waited),
             "is_terminal": view.phase.is_terminal,
             "staff": staff,
         }

@@ -1,4 +1,4 @@
-"""Nothing stays "running" forever: heartbeats, lost operations, and interrupted ones.
+"""Nothing stays "running" forever, nor waits unseen: heartbeats, lost and long-waiting operations.
 
 A running operation's process refreshes ``heartbeat_on`` every
 ``HEARTBEAT_SECONDS`` from one thread per process (on its own database
@@ -8,6 +8,10 @@ or its machine went away — and is ended as interrupted: lazily when someone
 looks (a snapshot, the live page), by the watchdog of every server process that
 has viewers of it, and by ``manage.py liveops_sweep``. A process that shuts down
 cleanly ends its own running operations as interrupted before it exits.
+
+An operation no worker has started for ``WAIT_WARNING_SECONDS`` is flagged
+(``operation_waiting``): its page and rows say how long it has waited, the log says
+what to check, and ``liveops_sweep`` reports it (and can end it).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 
 from liveops._conf import get_settings
 from liveops._state import Phase
 from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE, end_as_interrupted, in_phase
 from liveops.models import LiveOperation
+from liveops.signals import announce, operation_waiting
 
 logger = logging.getLogger("liveops")
 
@@ -152,12 +158,56 @@ class Heartbeat:
 heartbeat = Heartbeat()
 
 
+# --- waiting too long ---------------------------------------------------------------------
+
+#: What the log says of an operation no worker has started (once per process).
+LONG_WAIT_LOG = (
+    "liveops: %s has waited %d s for a worker (RUNNER %r): check that a worker is running, "
+    "that it reads the queue the operations are sent to and knows the task "
+    "(docs/troubleshooting.md, “The operation waits forever”)."
+)
+
+
+def long_waits(
+    model: type[LiveOperation], pks: Iterable[UUID | str] | None = None
+) -> list[LiveOperation]:
+    """Return the operations (all, or those in ``pks``) waiting longer than WAIT_WARNING_SECONDS."""
+    limit = get_settings().WAIT_WARNING_SECONDS
+    if not limit:
+        return []
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    waiting = in_phase(model._default_manager.select_related("owner"), Phase.NOT_STARTED)
+    if pks is not None:
+        waiting = waiting.filter(pk__in=list(pks))
+    # A retry's heartbeat says when it was queued again (LiveOperation.queued_on).
+    return list(
+        waiting.filter(
+            Q(heartbeat_on__lte=cutoff) | Q(heartbeat_on__isnull=True, created_on__lte=cutoff)
+        )
+    )
+
+
+def flag_wait(op: LiveOperation) -> timedelta:
+    """Send ``operation_waiting`` for ``op`` (its page and rows say how long); return the wait."""
+    queued = op.queued_on()
+    waited = timezone.now() - queued if queued else timedelta(0)
+    announce(operation_waiting, type(op), op=op, waited=waited)
+    return waited
+
+
 class Watchdog:
-    """In a server process: end the lost operations that local sockets are watching."""
+    """In a server process: look after the operations that local sockets are watching.
+
+    Every heartbeat it ends those that were lost, and flags those no worker has started
+    for longer than WAIT_WARNING_SECONDS, again each minute, so their "waiting for"
+    grows on the page.
+    """
 
     def __init__(self) -> None:
         self._watched: Counter[tuple[type[LiveOperation], Any]] = Counter()
         self._task: asyncio.Task[None] | None = None
+        #: Per operation flagged as waiting: the minute of its wait it was last flagged in.
+        self._flagged: dict[tuple[type[LiveOperation], Any], int] = {}
 
     def watch(self, model: type[LiveOperation], pk: Any) -> None:
         """Count one more local viewer of ``pk``; start the watchdog on this loop if needed."""
@@ -172,6 +222,7 @@ class Watchdog:
         self._watched[key] -= 1
         if self._watched[key] <= 0:
             del self._watched[key]
+            self._flagged.pop(key, None)
 
     async def _patrol(self) -> None:
         while self._watched:
@@ -179,8 +230,25 @@ class Watchdog:
             for model, pks in _pks_by_model(list(self._watched)).items():
                 try:
                     await database_sync_to_async(expire_stale)(model, pks)
+                    await database_sync_to_async(self.flag_long_waits)(model, pks)
                 except Exception:
                     logger.exception("liveops: the watchdog could not check %s", model)
+
+    def flag_long_waits(self, model: type[LiveOperation], pks: list[Any]) -> None:
+        """Flag the watched operations waiting too long: when first seen, then each minute."""
+        for op in long_waits(model, pks):
+            key = (model, op.pk)
+            if key not in self._watched:
+                continue  # its last viewer left meanwhile
+            queued = op.queued_on()
+            minute = int((timezone.now() - queued).total_seconds() // 60) if queued else 0
+            if self._flagged.get(key) == minute:
+                continue
+            first = key not in self._flagged
+            self._flagged[key] = minute
+            waited = flag_wait(op)
+            if first:
+                logger.warning(LONG_WAIT_LOG, op, waited.total_seconds(), get_settings().RUNNER)
 
 
 watchdog = Watchdog()

@@ -1,8 +1,9 @@
 """What a committed change sends: the live regions it altered, and its list row.
 
-The receivers of ``operation_changed`` and ``operation_enqueued``, connected in
-``LiveOpsConfig.ready()``. Each sends once the change is committed, waits (bounded)
-for the send unless called on an event loop, and never raises for a list.
+The receivers of ``operation_changed``, ``operation_enqueued`` and ``operation_waiting``,
+connected in ``LiveOpsConfig.ready()``. Each sends once the change is committed (a long
+wait changes nothing stored), waits (bounded) for the send unless called on an event
+loop, and never raises for a list.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def _altered_regions(op: LiveOperation, transition: Transition) -> Iterable[str]
         # and the lines a viewer already holds are worth keeping on screen.
         return [name for name in op.region_names() if name != "log"]
     return op.region_names()
+
+
+def publish_waiting(sender: type[LiveOperation], op: LiveOperation, **kwargs: Any) -> None:
+    """Receive ``operation_waiting``: the page and the lists say how long it has waited."""
+    publish_snapshot(op, ("status", "notice"))
+    send_row(op)
 
 
 # --- the list rows -----------------------------------------------------------------------------

@@ -122,6 +122,8 @@ class StateView:
     chained_to: Mapping[str, str] | None = None
     #: The custom regions ``p.swap()`` filled: (name, trusted HTML) pairs.
     extra_html: tuple[tuple[str, str], ...] = ()
+    #: When the attempt was queued (epoch seconds), while no worker has started it.
+    waiting_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,7 @@ class LiveState:
         """Enter the started phase (after a successful claim)."""
         with self._lock:
             self._fields["phase"] = Phase.STARTED
+            self._fields["waiting_since"] = None
             self._change("status")
             self._dirty.add("progress")
 

@@ -22,7 +22,7 @@ class LiveOpsConfig(AppConfig):
             check_uvicorn_websockets,
         )
         from liveops.runners import dispatch_enqueued, preload_runner
-        from liveops.signals import operation_changed, operation_enqueued
+        from liveops.signals import operation_changed, operation_enqueued, operation_waiting
 
         # In this order: a list shows the operation before an eager runner ends it.
         operation_enqueued.connect(receivers.publish_enqueued_row, dispatch_uid="liveops.lists")
@@ -30,6 +30,7 @@ class LiveOpsConfig(AppConfig):
         # The page first, then the lists (as each run publishes its own end).
         operation_changed.connect(receivers.publish_changed_regions, dispatch_uid="liveops.pages")
         operation_changed.connect(receivers.publish_changed_row, dispatch_uid="liveops.lists")
+        operation_waiting.connect(receivers.publish_waiting, dispatch_uid="liveops.waiting")
 
         preload_runner()  # a worker then knows the runner's task, whatever started it
 

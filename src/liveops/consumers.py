@@ -24,7 +24,6 @@ from liveops._fanout import Viewer, get_hub
 from liveops._fragments import render_regions
 from liveops._liveness import ensure_fresh, expire_stale_among, watchdog
 from liveops._publish import bind_server_loop, group_name
-from liveops._state import Phase
 from liveops._updates import frame
 from liveops.lists import list_group_for, page_rows, render_row
 from liveops.models import LiveOperation, get_operation_model
@@ -63,7 +62,7 @@ _REASONS = {
     CloseCode.NOT_FOUND: "not found",
 }
 
-#: Operations shown running in a socket's lists: (model, pk) pairs the watchdog looks after.
+#: Operations shown unfinished in a socket's lists: (model, pk) pairs the watchdog looks after.
 _Rows = list[tuple[type[LiveOperation], Any]]
 
 
@@ -205,7 +204,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                 await self.send_json_rejection(token, code, key=key)
         list_snapshots, self._watched_rows = await self._load_lists(asked.lists)
         for model, pk in self._watched_rows:
-            watchdog.watch(model, pk)  # rows shown running: a lost run ends within a beat
+            watchdog.watch(model, pk)  # a lost run ends within a beat, a long wait is flagged
         for html in snapshots + list_snapshots:
             await self.send(text_data=frame(html))
         self._viewer.release()  # updates that came meanwhile follow the snapshot
@@ -300,17 +299,17 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _load_lists(self, lists: list[_ListRequest]) -> tuple[list[str], _Rows]:
-        """Render each page's rows (a query each, lost runs ended first), and list those running."""
+        """Render each page's rows (a query each, lost runs ended first); list the unfinished."""
         frames: list[str] = []
-        running: _Rows = []
+        unfinished: _Rows = []
         for request in lists:
             ops = page_rows(request.model, self._user, request.page, request.per_page)
             if expire_stale_among(request.model, ops):  # a lost run is shown as such
                 ops = page_rows(request.model, self._user, request.page, request.per_page)
-            running += [(request.model, op.pk) for op in ops if op.get_state() is Phase.STARTED]
+            unfinished += [(request.model, op.pk) for op in ops if not op.get_state().is_terminal]
             if ops:
                 frames.append("".join(render_row(op) for op in ops))
-        return frames, running
+        return frames, unfinished
 
     @database_sync_to_async
     def _load_snapshots(self, requests: list[_Request]) -> tuple[list[str], dict[_Request, int]]:

@@ -36,6 +36,9 @@ LOST_MESSAGE = (
     "This operation stopped responding: the process running it went away. You can start it again."
 )
 INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it shut down."
+NEVER_STARTED_MESSAGE = (
+    "No worker started this operation in time, so it was stopped. You can start it again."
+)
 
 #: Which stored fields make each phase (what ``LiveOperation.get_state()`` reads).
 PHASE_FILTERS: Mapping[Phase, Q] = {
@@ -184,12 +187,21 @@ def end_as_interrupted(
 
 def end_unqueued(label: str, pk: UUID | str, message: str) -> bool:
     """End an operation no runner would take as failed; False if it had started or ended."""
-    model = get_operation_model(label)
-    waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
-    if not waiting.update(**End(Phase.FINISHED_ERROR, message).columns({})):
-        return False
-    _announce_on_commit(model._default_manager.get(pk=pk), Transition.NOT_QUEUED)
-    return True
+    return bool(end_unstarted(get_operation_model(label), [pk], message))
+
+
+def end_unstarted(
+    model: type[LiveOperation], pks: Iterable[UUID | str], message: str
+) -> list[LiveOperation]:
+    """End the operations among ``pks`` that no worker has started as failed; return the ended."""
+    ended = []
+    for pk in pks:
+        waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
+        if waiting.update(**End(Phase.FINISHED_ERROR, message).columns({})):
+            op = model._default_manager.select_related("owner").get(pk=pk)
+            _announce_on_commit(op, Transition.NOT_QUEUED)
+            ended.append(op)
+    return ended
 
 
 # --- what a viewer may ask -------------------------------------------------------------------
@@ -232,6 +244,7 @@ def request_retry(op: LiveOperation) -> bool:
             setattr(fresh, name, value)
         fresh.attempt += 1
         fresh.version += 1
+        fresh.heartbeat_on = timezone.now()  # when it was queued: its wait starts again
         fresh.save()
         # The new attempt's picture first, then the run (an eager one ends at once).
         _announce_on_commit(fresh, Transition.RETRIED)

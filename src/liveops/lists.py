@@ -22,7 +22,7 @@ from django.utils import formats, timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from liveops._fragments import client_texts, element_attributes, phase_label
+from liveops._fragments import client_texts, element_attributes, phase_label, wait_text
 from liveops._updates import Chunk, Rank, Update
 from liveops.models import LiveOperation, live_page_url
 
@@ -83,7 +83,9 @@ def phase_text(op: LiveOperation) -> str:
     """Return the operation's phase in words: "Cancelling…" while a cancel is pending."""
     if op.cancel_requested and op.finished_on is None:
         return _("Cancelling…")
-    return phase_label(op.get_state(), interrupted=op.interrupted)
+    queued = op.queued_on()
+    waiting_too_long = wait_text(queued.timestamp() if queued else None)
+    return waiting_too_long or phase_label(op.get_state(), interrupted=op.interrupted)
 
 
 def format_duration(duration: timedelta) -> str:

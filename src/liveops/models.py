@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.apps import apps
@@ -70,6 +71,7 @@ class LiveOperation(models.Model):
     # Stage boundaries and bookkeeping: always written.
     stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
     attempt = models.PositiveIntegerField(_("attempt"), default=1, editable=False)
+    # The last sign of life: set when a retry queues the attempt, then beaten while it runs.
     heartbeat_on = models.DateTimeField(_("heartbeat"), null=True, blank=True, editable=False)
     version = models.PositiveBigIntegerField(_("version"), default=0, editable=False)
     # What p.swap() put in the custom regions, by name: written at each swap.
@@ -173,6 +175,12 @@ class LiveOperation(models.Model):
         names = list(self.stages) + [n for n in self.stage_states if n not in self.stages]
         return tuple((name, StageState(self.stage_states.get(name, "pending"))) for name in names)
 
+    def queued_on(self) -> datetime | None:
+        """Return when the current attempt was queued while no worker has started it; else None."""
+        if self.get_state() is not Phase.NOT_STARTED:
+            return None
+        return self.heartbeat_on or self.created_on
+
     def to_view(self) -> StateView:
         """Return the state stored in the database as a view the renderer can draw."""
         return StateView(
@@ -199,6 +207,7 @@ class LiveOperation(models.Model):
                 for name in self.extra_regions
                 if name in self.extra_html
             ),
+            waiting_since=queued.timestamp() if (queued := self.queued_on()) else None,
         )
 
     # --- running -----------------------------------------------------------------

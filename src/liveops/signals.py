@@ -1,4 +1,5 @@
-"""The signals of an operation's life, each sent once its change is committed.
+"""The signals of an operation's life, each sent once its change is committed (or, for a
+long wait, once time has passed).
 
 The model and the lifecycle send them and know nothing of who listens: the live
 regions, the live lists and the runners are receivers (``liveops._receivers``,
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-__all__ = ["Transition", "operation_changed", "operation_enqueued"]
+__all__ = ["Transition", "operation_changed", "operation_enqueued", "operation_waiting"]
 
 logger = logging.getLogger("liveops")
 
@@ -25,7 +26,7 @@ class Transition(enum.Enum):
     STARTED = "started"  # a runner claimed it
     FINISHED = "finished"  # its run stored the end it reached
     INTERRUPTED = "interrupted"  # ended from outside its run: lost, or its process stopped
-    NOT_QUEUED = "not_queued"  # ended as failed: no runner would take it
+    NOT_QUEUED = "not_queued"  # ended as failed: no runner would take it, or none took it in time
     CANCEL_REQUESTED = "cancel_requested"  # a viewer asked; one still waiting ended cancelled
     RETRIED = "retried"  # a new attempt, enqueued next
 
@@ -41,6 +42,12 @@ operation_enqueued = Signal()
 #: A transition was committed: ``sender`` is the model, ``op`` the operation as stored
 #: after it, ``transition`` a ``Transition``.
 operation_changed = Signal()
+
+#: No worker has started ``op`` for longer than ``WAIT_WARNING_SECONDS`` (``waited``, a
+#: ``timedelta``): nothing stored changed, time passed. Sent by the watchdog of a server
+#: whose sockets show the operation, when the wait is first flagged and then each minute,
+#: and by every ``manage.py liveops_sweep``; an alert of your own can receive it too.
+operation_waiting = Signal()
 
 
 def announce(signal: Signal, sender: type, **kwargs: Any) -> None:

@@ -38,7 +38,7 @@ $(JS_STAMP): tests/js/package-lock.json
 
 test-lts: $(LTS_STAMP)
 	$(LTS_PY) -m pytest -m "not browser and not postgres" -q -p no:cacheprovider
-	$(LTS_PY) -m pytest -m postgres --ds=tests.settings_pg -q -p no:cacheprovider
+	$(LTS_PY) -m pytest -m "postgres and not slow" --ds=tests.settings_pg -q -p no:cacheprovider
 
 demo: install
 	cd example && ../$(PY) manage.py migrate --noinput

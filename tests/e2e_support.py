@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -62,9 +65,9 @@ def answers(url: str) -> bool:
 class Server:
     """An ASGI server process (uvicorn, daphne or hypercorn) serving tests.asgi_stack."""
 
-    def __init__(self, kind: str, env: dict[str, str]) -> None:
+    def __init__(self, kind: str, env: dict[str, str], port: int | None = None) -> None:
         self.kind = kind
-        self.port = free_port()
+        self.port = port or free_port()  # a port of its own, or the one it is restarted on
         self.url = f"http://127.0.0.1:{self.port}"
         app = "tests.asgi_stack:application"
         if kind == "uvicorn":
@@ -285,3 +288,121 @@ class SocketViewer:
     def close(self) -> None:
         """Close the socket (bounded by close_timeout)."""
         self._closing.close()
+
+
+# --- a database that restarts under a worker ------------------------------------------------
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset, as a server that went away does."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class TcpProxy:
+    """A loopback TCP proxy to ``target``, cut and restored by a test: a restart, as clients see it.
+
+    ``cut()`` resets every open connection at once; until ``restore()`` a new connection
+    is accepted and reset at once (PostgreSQL starting up answers so too), and counted in
+    ``turned_away``, so a test can wait until a client met the outage. One thread serves
+    every connection; the data it carries (SQL of a test's worker) is small.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.turned_away = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._peers: dict[socket.socket, socket.socket] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake, self._waker = socket.socketpair()
+        self._cutting = threading.Event()
+        self._cut_done = threading.Event()
+        self._is_cut = False
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, name=f"tcp-proxy-{self.port}")
+        self._thread.start()
+
+    def cut(self) -> None:
+        """Reset every connection now, and every new one until ``restore()``."""
+        self._cut_done.clear()
+        self._cutting.set()
+        self._waker.send(b"x")
+        assert self._cut_done.wait(START_TIMEOUT), "the proxy did not cut its connections"
+
+    def restore(self) -> None:
+        """Carry new connections to the target again."""
+        self._is_cut = False
+
+    def close(self) -> None:
+        """Stop the proxy and reset whatever it still carries."""
+        self._running = False
+        self._waker.send(b"x")
+        self._thread.join(START_TIMEOUT)
+        for sock in list(self._peers):
+            _reset(sock)
+        self._listener.close()
+        self._wake.close()
+        self._waker.close()
+
+    def _serve(self) -> None:
+        self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+        self._selector.register(self._wake, selectors.EVENT_READ, "wake")
+        while self._running:
+            for key, _ in self._selector.select(timeout=1.0):
+                if key.data == "wake":
+                    self._wake.recv(64)
+                    if self._cutting.is_set():
+                        self._cutting.clear()
+                        self._is_cut = True
+                        for sock in list(self._peers):
+                            self._drop(sock, reset=True)
+                        self._cut_done.set()
+                elif key.data == "accept":
+                    self._accept()
+                else:
+                    self._carry(key.fileobj)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        client, _ = self._listener.accept()
+        if self._is_cut:
+            self.turned_away += 1
+            _reset(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=START_TIMEOUT)
+        except OSError:
+            _reset(client)
+            return
+        upstream.settimeout(None)
+        self._peers[client], self._peers[upstream] = upstream, client
+        for sock in (client, upstream):
+            self._selector.register(sock, selectors.EVENT_READ, "carry")
+
+    def _carry(self, sock: socket.socket) -> None:
+        peer = self._peers.get(sock)
+        if peer is None:
+            return
+        try:
+            data = sock.recv(65536)
+            if data:
+                peer.sendall(data)
+                return
+        except OSError:
+            pass
+        self._drop(sock, reset=False)
+
+    def _drop(self, sock: socket.socket, *, reset: bool) -> None:
+        """Close ``sock`` and its peer (with a reset when cut, else as the other side did)."""
+        peer = self._peers.pop(sock, None)
+        for each in (sock, peer):
+            if each is None:
+                continue
+            self._peers.pop(each, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(each)
+            if reset:
+                _reset(each)
+            else:
+                each.close()

@@ -5,6 +5,10 @@ layer, so that worker processes publish to viewers on other server processes:
 
     LIVEOPS_TEST_LAYER_URL     the layer's Redis (default redis://127.0.0.1:6379/15)
     LIVEOPS_TEST_LAYER_PREFIX  its key prefix (default "asgi"; the test uses one per run)
+    LIVEOPS_TEST_PG_APPLICATION  the application_name of its database connections, so a
+                               test counts each process's in pg_stat_activity (default: none)
+    LIVEOPS_TEST_PROBE         a directory: answer SIGUSR2 with a census of live objects
+                               written there (tests/soak_probe.py; default: none)
 
 The test process itself runs with tests.settings_pg and applies the same layer with
 ``redis_channel_layers()``. The runner, heartbeat and stale timeout come from the
@@ -18,7 +22,7 @@ import os
 from typing import Any
 
 from tests.settings_pg import *  # noqa: F403
-from tests.settings_pg import LIVEOPS
+from tests.settings_pg import DATABASES, LIVEOPS
 
 
 def redis_channel_layers(url: str, prefix: str) -> dict[str, Any]:
@@ -39,8 +43,25 @@ CHANNEL_LAYERS = redis_channel_layers(
     LAYER_URL, os.environ.get("LIVEOPS_TEST_LAYER_PREFIX", "asgi")
 )
 
+# Named, so that a test counts each process's connections (tests/test_soak.py).
+if application_name := os.environ.get("LIVEOPS_TEST_PG_APPLICATION"):
+    DATABASES = {
+        "default": {**DATABASES["default"], "OPTIONS": {"application_name": application_name}}
+    }
+
 LIVEOPS = {
     **LIVEOPS,
     "CELERY_TASK_OPTIONS": {"queue": os.environ.get("LIVEOPS_TEST_CELERY_QUEUE", "liveops")},
     "TASKS_OPTIONS": {"queue_name": os.environ.get("LIVEOPS_TEST_TASKS_QUEUE", "liveops")},
 }
+
+if LIVEOPS["RUNNER"] == "celery":
+    # A server process that enqueues to Celery needs the project's app, which a project's
+    # package __init__ imports (Celery's Django guide); workers get it from -A already.
+    import tests.celery_app  # noqa: F401
+
+# A census of live objects on SIGUSR2, for the soak (tests/soak_probe.py).
+if probe_directory := os.environ.get("LIVEOPS_TEST_PROBE"):
+    from tests.soak_probe import install
+
+    install(probe_directory)

@@ -358,3 +358,27 @@ def test_an_unknown_language_falls_back_without_failing() -> None:
     html = render_regions(op, StateView(phase=Phase.CANCELLED), ["status", "result"])
     texts = [" ".join(el.text_content().split()) for el in parse(html)]
     assert texts == ["Cancelled", "The operation was cancelled."]  # LANGUAGE_CODE is "en"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("end", ["lost", "interrupted", "never started"])
+def test_an_end_decided_outside_the_run_is_stored_in_the_operations_language(
+    user: Any, code: str, end: str
+) -> None:
+    from liveops import lifecycle
+
+    op = Scripted.objects.create(owner=user, language=code)
+    if end == "never started":
+        message = lifecycle.NEVER_STARTED_MESSAGE
+        (ended,) = lifecycle.end_unstarted(Scripted, [op.pk], message)
+    else:
+        Scripted.objects.filter(pk=op.pk).update(started_on=timezone.now())
+        message = lifecycle.LOST_MESSAGE if end == "lost" else lifecycle.INTERRUPTED_MESSAGE
+        (ended,) = lifecycle.end_as_interrupted(Scripted, [op.pk], message, stale_only=False)
+    with translation.override(code):
+        translated = _(message)
+    assert translated != message, f"{message!r} is not translated into {code}"
+    assert ended.error_message == translated
+    html = render_regions(ended, ended.to_view(), ["result"])
+    assert translated in " ".join(parse(html)[0].text_content().split())

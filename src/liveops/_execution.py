@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
 import threading
+import time
 import traceback as tb
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,9 +22,10 @@ from types import FrameType
 from typing import Any
 from uuid import UUID
 
-from django.db import router, transaction
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.db.models import Model
 from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from liveops._conf import get_settings
 from liveops._fragments import render_update
@@ -35,6 +38,17 @@ from liveops.models import LiveOperation, get_operation_model, live_page_url
 from liveops.progress import Progress
 
 logger = logging.getLogger("liveops")
+
+#: The end of a run whose database connection was lost (a restart, a fail-over).
+DATABASE_LOST_MESSAGE = gettext_noop(
+    "This operation stopped: its connection to the database was lost. You can start it again."
+)
+#: How long a run whose end cannot be stored, the database being unreachable, tries again.
+#: A PostgreSQL restart or fail-over takes seconds; after STALE_SECONDS any viewer's server
+#: ends the run as lost, and this end is then dropped. Meanwhile the worker waits here,
+#: so it is alive and its task framework can record the task once the database is back.
+STORE_PATIENCE_SECONDS = 60.0
+_DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 
 def execute(label: str, pk: UUID | str) -> None:
@@ -78,12 +92,18 @@ def _perform(run: Run) -> None:
     except OperationCancelled:
         run.finish(End(Phase.CANCELLED))
     except OperationInterrupted:
-        run.finish(End(Phase.FINISHED_ERROR, INTERRUPTED_MESSAGE, interrupted=True))
-    except Exception:
-        run.finish(End(Phase.FINISHED_ERROR, traceback=tb.format_exc()))
+        message = run.op.in_its_language(INTERRUPTED_MESSAGE)
+        run.finish(End(Phase.FINISHED_ERROR, message, interrupted=True))
+    except Exception as exc:
+        if run.lost_its_database(exc):
+            message = run.op.in_its_language(DATABASE_LOST_MESSAGE)
+            run.finish(End(Phase.FINISHED_ERROR, message, tb.format_exc(), interrupted=True))
+        else:
+            run.finish(End(Phase.FINISHED_ERROR, traceback=tb.format_exc()))
     except BaseException:
         # Ctrl-C, SystemExit: record why the operation stopped, then let the process go.
-        run.finish(End(Phase.FINISHED_ERROR, INTERRUPTED_MESSAGE, tb.format_exc(), True))
+        message = run.op.in_its_language(INTERRUPTED_MESSAGE)
+        run.finish(End(Phase.FINISHED_ERROR, message, tb.format_exc(), True))
         raise
     else:
         if not progress.finished:
@@ -168,6 +188,19 @@ class Run:
             extra_html=self._extra_html, version=self.state.version, heartbeat_on=timezone.now()
         )
 
+    def lost_its_database(self, exc: BaseException) -> bool:
+        """Return whether ``run()`` failed because the database connection went away."""
+        causes: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and cause not in causes:  # raise X from a lost connection
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if not any(isinstance(cause, _DATABASE_UNREACHABLE) for cause in causes):
+            return False
+        connection = connections[self._db]
+        # Django drops a connection whose rollback failed; one still held is asked.
+        return connection.connection is None or not connection.is_usable()
+
     def cancel_requested(self) -> bool:
         """Return whether a viewer asked to cancel (one query)."""
         return bool(self._queryset.filter(cancel_requested=True).exists())
@@ -247,11 +280,39 @@ class Run:
             "chained_to": view.chained_to,
             "extra_html": self._extra_html,
         }
-        if finish_run(self.op, end, columns, using=self._db, then=self.channel.finish):
+        if self._store_when_reachable(end, columns):
             return True
         logger.warning("liveops: %s was ended elsewhere; dropping its own end.", self.op)
         self.channel.close()
         return False
+
+    def _store_when_reachable(self, end: End, columns: Mapping[str, Any]) -> bool:
+        """Store the end with ``finish_run``; while the database is unreachable, try again.
+
+        Only outside a transaction: inside one (``p.chain_to()``'s, or ``run()``'s own), the
+        lost connection took the transaction with it, and the error goes to its owner.
+        """
+        connection = connections[self._db]
+        deadline = time.monotonic() + STORE_PATIENCE_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                return finish_run(self.op, end, columns, using=self._db, then=self.channel.finish)
+            except _DATABASE_UNREACHABLE as exc:
+                if connection.in_atomic_block or time.monotonic() + pause > deadline:
+                    raise
+                if pause == 0.1:
+                    logger.warning(
+                        "liveops: %s cannot store its end, the database is unreachable (%s); "
+                        "trying again for up to %.0f s.",
+                        self.op,
+                        exc,
+                        STORE_PATIENCE_SECONDS,
+                    )
+                with contextlib.suppress(*_DATABASE_UNREACHABLE):
+                    connection.close()  # the next try opens a new one
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states

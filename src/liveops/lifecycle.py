@@ -22,6 +22,7 @@ from uuid import UUID
 from django.db import router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from liveops._conf import get_settings
 from liveops._state import Phase, close_open_stages
@@ -32,11 +33,15 @@ __all__ = ["PHASE_FILTERS", "UNFINISHED", "in_phase", "request_cancel", "request
 
 logger = logging.getLogger("liveops")
 
-LOST_MESSAGE = (
+# The ends decided outside a run, in English here; each is stored in the operation's
+# language (LiveOperation.in_its_language), which its pages are shown in.
+LOST_MESSAGE = gettext_noop(
     "This operation stopped responding: the process running it went away. You can start it again."
 )
-INTERRUPTED_MESSAGE = "This operation was interrupted: the process running it shut down."
-NEVER_STARTED_MESSAGE = (
+INTERRUPTED_MESSAGE = gettext_noop(
+    "This operation was interrupted: the process running it shut down. You can start it again."
+)
+NEVER_STARTED_MESSAGE = gettext_noop(
     "No worker started this operation in time, so it was stopped. You can start it again."
 )
 
@@ -174,9 +179,9 @@ def end_as_interrupted(
     if stale_only:
         cutoff = timezone.now() - timedelta(seconds=get_settings().STALE_SECONDS)
         candidates = candidates.filter(heartbeat_on__lt=cutoff)
-    end = End(Phase.FINISHED_ERROR, message, traceback, interrupted=True)
     ended = []
     for op in candidates:
+        end = End(Phase.FINISHED_ERROR, op.in_its_language(message), traceback, interrupted=True)
         if candidates.filter(pk=op.pk).update(**end.columns(op.stage_states)):
             op.refresh_from_db()
             logger.warning("liveops: %s ended as interrupted: %s", op, message)
@@ -185,20 +190,24 @@ def end_as_interrupted(
     return ended
 
 
-def end_unqueued(label: str, pk: UUID | str, message: str) -> bool:
+def end_unqueued(label: str, pk: UUID | str, message: str, *, detail: str = "") -> bool:
     """End an operation no runner would take as failed; False if it had started or ended."""
-    return bool(end_unstarted(get_operation_model(label), [pk], message))
+    return bool(end_unstarted(get_operation_model(label), [pk], message, detail=detail))
 
 
 def end_unstarted(
-    model: type[LiveOperation], pks: Iterable[UUID | str], message: str
+    model: type[LiveOperation], pks: Iterable[UUID | str], message: str, *, detail: str = ""
 ) -> list[LiveOperation]:
-    """End the operations among ``pks`` that no worker has started as failed; return the ended."""
+    """End the operations among ``pks`` that no worker has started as failed; return the ended.
+
+    ``message`` is stored in each operation's language, followed by ``detail`` as given.
+    """
+    waiting = in_phase(model._default_manager.filter(pk__in=list(pks)), Phase.NOT_STARTED)
     ended = []
-    for pk in pks:
-        waiting = in_phase(model._default_manager.filter(pk=pk), Phase.NOT_STARTED)
-        if waiting.update(**End(Phase.FINISHED_ERROR, message).columns({})):
-            op = model._default_manager.select_related("owner").get(pk=pk)
+    for op in waiting.select_related("owner"):
+        end = End(Phase.FINISHED_ERROR, op.in_its_language(message) + detail)
+        if waiting.filter(pk=op.pk).update(**end.columns({})):
+            op.refresh_from_db()
             _announce_on_commit(op, Transition.NOT_QUEUED)
             ended.append(op)
     return ended

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, router, transaction
 from django.urls import NoReverseMatch, reverse
+from django.utils import translation
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -164,6 +165,15 @@ class LiveOperation(models.Model):
     def get_language(self) -> str:
         """Return the language of its pages and its run: the one it started in, else the site's."""
         return self.language or settings.LANGUAGE_CODE
+
+    def in_its_language(self, message: str) -> str:
+        """Return the package's ``message`` translated into the operation's language.
+
+        For the ends stored from outside ``run()`` (lost, interrupted, never queued): every
+        page of the operation shows them, in the language it started in.
+        """
+        with translation.override(self.get_language()):
+            return translation.gettext(message)
 
     @classmethod
     def region_names(cls) -> tuple[str, ...]:

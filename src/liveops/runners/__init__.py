@@ -11,6 +11,7 @@ from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_noop
 
 from liveops._conf import RUNNER_ALIASES, get_settings
 from liveops._execution import execute
@@ -23,9 +24,9 @@ __all__ = ["Runner", "RunnerUnavailable", "execute"]
 logger = logging.getLogger("liveops")
 
 #: The end of an operation whose queue failed for a while (a broker down): retrying helps.
-NOT_QUEUED_MESSAGE = "This operation could not be queued; please try again later."
+NOT_QUEUED_MESSAGE = gettext_noop("This operation could not be queued; please try again later.")
 #: The end of an operation the server is not set up to run: retrying does not help.
-NOT_SET_UP_MESSAGE = (
+NOT_SET_UP_MESSAGE = gettext_noop(
     "This operation could not be queued because the server is not set up to run it. "
     "The server log says why."
 )
@@ -79,10 +80,11 @@ def dispatch(label: str, pk: UUID | str) -> None:
                 exc,
                 exc_info=exc,
             )
-            end_unqueued(label, pk, f"{NOT_SET_UP_MESSAGE} ({type(exc).__name__})")
+            message = NOT_SET_UP_MESSAGE
         else:
             logger.exception("liveops: could not queue %s %s", label, pk)
-            end_unqueued(label, pk, f"{NOT_QUEUED_MESSAGE} ({type(exc).__name__})")
+            message = NOT_QUEUED_MESSAGE
+        end_unqueued(label, pk, message, detail=f" ({type(exc).__name__})")
 
 
 def dispatch_enqueued(sender: type[LiveOperation], pk: UUID | str, **kwargs: Any) -> None:

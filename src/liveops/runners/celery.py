@@ -12,6 +12,7 @@ from uuid import UUID
 
 from django.core.checks import CheckMessage
 from django.core.checks import Warning as CheckWarning
+from django.db import InterfaceError, OperationalError
 
 from liveops.runners import Runner, RunnerUnavailable
 
@@ -31,19 +32,32 @@ __all__ = ["TASK_NAME", "CeleryRunner", "run_operation"]
 
 #: The task's registered name; stable, so queued messages survive an upgrade.
 TASK_NAME = "liveops.run_operation"
+#: The longest wait between two deliveries of a task that met an unreachable database.
+RETRY_PAUSE_MAX = 30
 
 
 # acks_late + reject_on_worker_lost: delivery is at least once. A message is acknowledged
 # only after execute() returns, so a worker that dies before claiming the operation does
 # not lose it; a redelivery after the claim (a crash mid-run, a visibility timeout, a
 # duplicate) runs nothing, because execute() claims with a conditional UPDATE. The result
-# lives on the operation's row, so Celery stores none.
+# lives on the operation's row, so Celery stores none. A database that cannot be reached
+# (a restart, a fail-over) sends the task again, with a growing pause and no limit: left
+# as failed, a task whose claim failed would leave its operation waiting forever, and one
+# delivered again after its claim runs nothing.
 @shared_task(  # type: ignore[untyped-decorator]
-    name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    name=TASK_NAME,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=None,
 )
-def run_operation(label: str, pk: str) -> None:
+def run_operation(task: Any, label: str, pk: str) -> None:
     """Claim and run operation ``pk`` of type ``label`` in this worker."""
-    execute(label, pk)
+    try:
+        execute(label, pk)
+    except (OperationalError, InterfaceError) as exc:
+        raise task.retry(exc=exc, countdown=min(2**task.request.retries, RETRY_PAUSE_MAX)) from exc
 
 
 class CeleryRunner(Runner):

@@ -54,6 +54,7 @@ test: install $(JS_STAMP)
 	$(PY) -m ruff format --check src tests example benchmarks
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+	node --test tests/js/*.test.mjs
 	$(PY) -m pytest -m "not browser and not postgres"
 	$(PY) -m pytest -m postgres --ds=tests.settings_pg -p no:cacheprovider
 	$(PY) -m pytest -m browser -p no:cacheprovider

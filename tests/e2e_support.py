@@ -406,3 +406,46 @@ class TcpProxy:
                 _reset(each)
             else:
                 each.close()
+
+
+# --- the test process's side of a stack ----------------------------------------------------
+
+
+def enqueue_through(op: Any, runner: str, queue: str, settings: Any, **liveops: Any) -> None:
+    """Enqueue ``op`` from this process through ``runner`` to ``queue``, once this commits.
+
+    ``liveops`` adds to the ``LIVEOPS`` setting this process enqueues with, which has the
+    stack's heartbeat and stale timeout.
+    """
+    from django.db import transaction
+
+    import tests.celery_app  # noqa: F401  the project's Celery app, as its package imports it
+
+    settings.LIVEOPS = {
+        "RUNNER": runner,
+        "CELERY_TASK_OPTIONS": {"queue": queue},
+        "TASKS_OPTIONS": {"queue_name": queue},
+        "HEARTBEAT_SECONDS": BEAT,
+        "STALE_SECONDS": STALE,
+        **liveops,
+    }
+    with transaction.atomic():
+        op.enqueue()
+
+
+def forget_redis_keys(url: str, prefix: str) -> None:
+    """Delete a test's keys, and Celery's unacknowledged messages of its queues."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(f"*{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        # A killed worker leaves its message in kombu's "unacked" hash (acks_late).
+        for tag, message in client.hscan_iter("unacked"):
+            if prefix.encode() in message:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    finally:
+        client.close()

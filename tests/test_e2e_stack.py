@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
 from django.test import Client
 
 from liveops.lifecycle import LOST_MESSAGE
@@ -40,6 +39,8 @@ from tests.e2e_support import (
     SocketViewer,
     celery_worker,
     db_worker,
+    enqueue_through,
+    forget_redis_keys,
     kill,
     logs,
     wait_for_celery,
@@ -109,24 +110,6 @@ def _stop_all(processes: list[WorkerProcess]) -> None:
         list(pool.map(lambda process: process.stop(), processes))
 
 
-def _forget_redis_keys(url: str, prefix: str) -> None:
-    """Delete this module's keys, and Celery's unacknowledged messages of its queues."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(f"*{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        # A killed worker leaves its message in kombu's "unacked" hash (acks_late).
-        for tag, message in client.hscan_iter("unacked"):
-            if prefix.encode() in message:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def prefix() -> str:
     """Start every queue, node and layer key of this module with this."""
@@ -168,8 +151,8 @@ def stack(request: pytest.FixtureRequest, services: None, prefix: str) -> Iterat
         yield stack
     finally:
         _stop_all(started)
-        _forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
-        _forget_redis_keys(LAYER_URL, prefix)
+        forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
+        forget_redis_keys(LAYER_URL, prefix)
 
 
 @pytest.fixture
@@ -311,19 +294,6 @@ def watch(browser: Any, stack: Stack, user: Any) -> Iterator[Callable[[LiveOpera
 # --- the scenarios ---------------------------------------------------------------------------
 
 
-def _enqueue(op: LiveOperation, runner: str, queue: str, settings: Any) -> None:
-    """Enqueue ``op`` from this process through ``runner``, to ``queue``, on commit."""
-    settings.LIVEOPS = {
-        "RUNNER": runner,
-        "CELERY_TASK_OPTIONS": {"queue": queue},
-        "TASKS_OPTIONS": {"queue_name": queue},
-        "HEARTBEAT_SECONDS": BEAT,
-        "STALE_SECONDS": STALE,
-    }
-    with transaction.atomic():
-        op.enqueue()
-
-
 def _release(op: Pulsed, step: int) -> None:
     Pulsed.objects.filter(pk=op.pk).update(released=step)
 
@@ -344,7 +314,7 @@ def test_both_viewers_follow_a_worker_run_to_its_result(
     worker, queue = stack.workers[runner]
     op = Pulsed.objects.create(owner=user, steps=2)
     viewers = watch(op)
-    _enqueue(op, runner, queue, settings)
+    enqueue_through(op, runner, queue, settings)
 
     # Step 1 is held: the operation is mid-run, and both viewers show it live.
     viewers.both_show("status", "In progress")
@@ -379,7 +349,7 @@ def test_both_viewers_see_a_killed_worker_as_lost(
     worker, queue = doomed(runner)
     op = Pulsed.objects.create(owner=user, steps=2)
     viewers = watch(op)
-    _enqueue(op, runner, queue, settings)
+    enqueue_through(op, runner, queue, settings)
     viewers.both_show("progress", "50%")
     viewers.both_show("log", "step 1")
     assert _stored(op).get_state() is Phase.STARTED

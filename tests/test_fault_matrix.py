@@ -41,7 +41,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
 from django.test import Client
 from django.utils import translation
 
@@ -60,6 +59,8 @@ from tests.e2e_support import (
     TcpProxy,
     celery_worker,
     db_worker,
+    enqueue_through,
+    forget_redis_keys,
     free_port,
     kill,
     logs,
@@ -186,23 +187,6 @@ def _start_servers(env: dict[str, str], ports: dict[str, int | None]) -> dict[st
     return servers
 
 
-def _forget_redis_keys(url: str, prefix: str) -> None:
-    """Delete this module's keys, and Celery's unacknowledged messages of its queues."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(f"*{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        for tag, message in client.hscan_iter("unacked"):
-            if prefix.encode() in message:
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def stack(
     request: pytest.FixtureRequest, services: None, tmp_path_factory: pytest.TempPathFactory
@@ -235,8 +219,8 @@ def stack(
     finally:
         _stop_all(stack.processes())
         broker.stop()
-        _forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
-        _forget_redis_keys(LAYER_URL, prefix)
+        forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
+        forget_redis_keys(LAYER_URL, prefix)
 
 
 @pytest.fixture
@@ -376,21 +360,6 @@ def watch(browser: Any, stack: Stack, user: Any) -> Iterator[Callable[..., Viewe
 # --- operations ----------------------------------------------------------------------------------
 
 
-def _enqueue(op: LiveOperation, runner: str, queue: str, settings: Any) -> None:
-    """Enqueue ``op`` from this process through ``runner``, to ``queue``, on commit."""
-    from tests.celery_app import app  # noqa: F401  (the app this process sends through)
-
-    settings.LIVEOPS = {
-        "RUNNER": runner,
-        "CELERY_TASK_OPTIONS": {"queue": queue},
-        "TASKS_OPTIONS": {"queue_name": queue},
-        "HEARTBEAT_SECONDS": BEAT,
-        "STALE_SECONDS": STALE,
-    }
-    with transaction.atomic():
-        op.enqueue()
-
-
 def _stored(op: Pulsed) -> Pulsed:
     op.refresh_from_db()
     return op
@@ -405,7 +374,7 @@ def _runs_the_next_operation(
 ) -> None:
     """The worker that met a fault runs a new operation to its end once the fault is over."""
     after = _pulsed(user, steps=1, released=1)
-    _enqueue(after, runner, queue, settings)
+    enqueue_through(after, runner, queue, settings)
     wait_for(
         lambda: _stored(after).get_state() is Phase.FINISHED_OK,
         RECOVER_TIMEOUT,
@@ -430,7 +399,7 @@ def _run_until_mid_run(
     worker, queue = start_worker(runner, LIVEOPS_TEST_PG_PORT=str(postgres_proxy.port))
     op = _pulsed(user)
     viewers = watch(op, pages=(CHROMIUM_ON[runner],), sockets_on=SERVERS)
-    _enqueue(op, runner, queue, settings)
+    enqueue_through(op, runner, queue, settings)
     viewers.all_show("status", german("In progress"))
     viewers.all_show("log", "step 1")
     return worker, queue, op, viewers
@@ -512,7 +481,7 @@ def test_a_database_outage_when_a_celery_task_arrives_runs_the_operation_once_it
     op = _pulsed(user, steps=1, released=1)
     viewers = watch(op, sockets_on=SERVERS)
     postgres_proxy.cut()
-    _enqueue(op, "celery", queue, settings)
+    enqueue_through(op, "celery", queue, settings)
     wait_for(
         lambda: postgres_proxy.turned_away,
         START_TIMEOUT,
@@ -598,7 +567,7 @@ def test_a_killed_worker_is_seen_as_lost_through_every_server(
     worker, queue = start_worker("celery")
     op = _pulsed(user)
     viewers = watch(op, pages=("hypercorn",), sockets_on=SERVERS)
-    _enqueue(op, "celery", queue, settings)
+    enqueue_through(op, "celery", queue, settings)
     viewers.all_show("log", "step 1")
     kill(worker)
     viewers.all_show("status", german("Interrupted"), timeout=END_TIMEOUT)
@@ -616,7 +585,7 @@ def test_every_server_restarted_mid_run_shows_the_run_go_on_and_end(
     worker, queue = start_worker("tasks")
     op = _pulsed(user)
     viewers = watch(op, pages=SERVERS)
-    _enqueue(op, "tasks", queue, settings)
+    enqueue_through(op, "tasks", queue, settings)
     viewers.all_show("log", "step 1")
 
     ports: dict[str, int | None] = {kind: server.port for kind, server in stack.servers.items()}

@@ -22,13 +22,12 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
 from django.test import Client
 
 from liveops.lifecycle import NEVER_STARTED_MESSAGE
 from liveops.models import Phase
 from tests.chromium import launch_chromium
-from tests.e2e_support import BEAT, STALE, Server, logs
+from tests.e2e_support import BEAT, STALE, Server, enqueue_through, forget_redis_keys, logs
 from tests.pg_workers import database_name, python, require_postgres, require_redis, worker_env
 from tests.settings_stack import LAYER_URL, redis_channel_layers
 from tests.testapp.models import Endless
@@ -89,8 +88,8 @@ def server(env: dict[str, str], settings: Any, prefix: str) -> Iterator[Server]:
         yield started
     finally:
         started.process.stop()
-        _forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
-        _forget_redis_keys(LAYER_URL, prefix)
+        forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
+        forget_redis_keys(LAYER_URL, prefix)
 
 
 @pytest.fixture(scope="module")
@@ -99,31 +98,6 @@ def browser() -> Iterator[Any]:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
         with launch_chromium() as chromium:
             yield chromium
-
-
-def _forget_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(f"*{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def _enqueue_to_nobody(op: Endless, runner: str, queue: str, settings: Any) -> None:
-    """Enqueue ``op`` through ``runner`` to ``queue``, which no worker reads."""
-    import tests.celery_app  # noqa: F401  the project's Celery app, as its package imports it
-    settings.LIVEOPS = {
-        "RUNNER": runner,
-        "CELERY_TASK_OPTIONS": {"queue": queue},
-        "TASKS_OPTIONS": {"queue_name": queue},
-        "WAIT_WARNING_SECONDS": WAIT_WARNING,
-    }
-    with transaction.atomic():
-        op.enqueue()
 
 
 def _sweep(env: dict[str, str], *args: str) -> str:
@@ -152,7 +126,7 @@ def test_an_operation_no_worker_takes_is_flagged_reported_and_can_be_ended_or_ca
 
     kept, ended = Endless.objects.create(owner=user), Endless.objects.create(owner=user)
     for op in (kept, ended):
-        _enqueue_to_nobody(op, runner, f"{prefix}-nobody", settings)
+        enqueue_through(op, runner, f"{prefix}-nobody", settings, WAIT_WARNING_SECONDS=WAIT_WARNING)
 
     client = Client()
     client.force_login(user)

@@ -142,17 +142,26 @@ class Heartbeat:
             finally:
                 connections.close_all()  # this thread's: an idle session would block DB admin
 
-    def interrupt_all(self) -> None:
-        """End every run of this process as interrupted (the process is shutting down)."""
+    def interrupt_all(self) -> list[LiveOperation]:
+        """End every run of this process as interrupted (the process is shutting down).
+
+        Return their operations as stored once ended, whoever ended them: this or the
+        run itself, which stops at its next ``check_cancelled()`` and may store first.
+        """
         runs = self.runs()
         for run in runs:
             run.interrupt()
+        ended: list[LiveOperation] = []
         for model, pks in _pks_by_model((type(r.op), r.op.pk) for r in runs).items():
             try:
+                # The UPDATE waits for a run's own end that is being stored, so the rows
+                # read next hold a committed end either way.
                 end_as_interrupted(model, pks, INTERRUPTED_MESSAGE, stale_only=False)
+                ended += model._default_manager.filter(pk__in=pks, finished_on__isnull=False)
             except Exception:
                 logger.exception("liveops: could not mark %s interrupted", pks)
         connections.close_all()
+        return ended
 
 
 heartbeat = Heartbeat()

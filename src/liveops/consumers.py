@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import uuid
+import weakref
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,7 +26,7 @@ from liveops._fanout import Viewer, get_hub
 from liveops._fragments import render_regions
 from liveops._liveness import ensure_fresh, expire_stale_among, watchdog
 from liveops._publish import bind_server_loop, group_name
-from liveops._updates import frame
+from liveops._updates import Update, frame
 from liveops.lists import list_group_for, page_rows, render_row
 from liveops.models import LiveOperation, get_operation_model
 
@@ -52,7 +54,8 @@ class CloseCode:
     NOT_FOUND = 4404
     #: The server is not set up for live updates (no channel layer); its log says why.
     NOT_CONFIGURED = 4500
-    #: The channel layer failed (an outage): the page reconnects and reloads the state.
+    #: The channel layer failed (an outage), or the server is stopping: the page
+    #: reconnects and reloads the state.
     TRY_AGAIN = 4503
 
 
@@ -208,9 +211,14 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         for html in snapshots + list_snapshots:
             await self.send(text_data=frame(html))
         self._viewer.release()  # updates that came meanwhile follow the snapshot
+        self._gone = asyncio.Event()
+        _open_sockets.add(self)
 
     async def disconnect(self, code: int) -> None:
         """Leave every group this socket joined."""
+        _open_sockets.discard(self)
+        if gone := getattr(self, "_gone", None):
+            gone.set()
         viewer = getattr(self, "_viewer", None)
         if viewer is not None:
             viewer.close()
@@ -234,6 +242,16 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Ignore whatever the client sends: the protocol has nothing to say upstream."""
+
+    async def _show_then_close(self, updates: Mapping[str, Update]) -> None:
+        """Write the updates of the operations this socket watches, then close it (4503)."""
+        for group in self._groups.keys() & updates.keys():
+            update = updates[group]
+            await self.send(text_data=update.staff_frame if self._staff else update.frame)
+        await self.close(code=CloseCode.TRY_AGAIN)
+        # Until the page answers the close: a server that dropped the connection sooner
+        # could reset it, and the page would lose the frames still in its buffer.
+        await asyncio.wait_for(self._gone.wait(), CLOSE_TIMEOUT)
 
     def _layer_failed(self) -> None:
         """The channel layer failed: close, so the page reconnects and reloads the state."""
@@ -333,6 +351,27 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
                 else:
                     snapshots.append(render_regions(op, op.to_view(), staff=staff, log_max=log_max))
         return snapshots, rejected
+
+
+#: How long a stopping server waits for a page to answer its close.
+CLOSE_TIMEOUT = 2.0
+#: The sockets of this process that have their snapshots, for a server that stops.
+_open_sockets: weakref.WeakSet[LiveOperationConsumer] = weakref.WeakSet()
+
+
+async def show_then_close_local_sockets(updates: Mapping[str, Update]) -> None:
+    """Write each update to the sockets here that watch its group, then close every socket.
+
+    A stopping server (``liveops.asgi``) calls it before it would close them itself, so
+    its pages get how their runs ended, then reconnect (to it once it is back).
+    """
+    sockets = list(_open_sockets)
+    results = await asyncio.gather(
+        *(socket._show_then_close(updates) for socket in sockets), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, Exception):  # it went away, or did not answer the close
+            logger.debug("liveops could not tell a socket the server stops: %r", result)
 
 
 def _find_model(label: str) -> type[LiveOperation] | None:

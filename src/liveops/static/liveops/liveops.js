@@ -68,6 +68,7 @@
   const NEVER_OPENED_LIMIT = 3; // handshakes in a row that never opened, then ask why
   const SETTLE_MS = 500; // after a 4500, "Live" once a socket stayed up this long (or spoke)
   const NOT_CONFIGURED = 4500; // the server has no channel layer (its log says so)
+  const COUNTDOWN = "liveops-countdown"; // the class of the seconds a countdown shows
   const MAX_OPS_PER_SOCKET = 50; // the server refuses longer op lists
   const MAX_LISTS_PER_SOCKET = 5; // ... and more lists,
   const MAX_ROWS_PER_LIST = 100; // ... or longer list pages
@@ -145,12 +146,30 @@
     }
   }
 
+  /** One of TEXTS in the container's language (ATTR.texts), else in English. */
+  function templateFor(container, key) {
+    const own = stateOf(container).texts[key];
+    return String((typeof own === "string" ? own : TEXTS[key]) || "");
+  }
+
   /** A message in the container's language: {key, seconds} from TEXTS, or a given text. */
   function textFor(container, message) {
     if (typeof message === "string") return message;
-    const own = stateOf(container).texts[message.key];
-    const text = typeof own === "string" ? own : TEXTS[message.key];
-    return String(text || "").replace("{seconds}", String(message.seconds));
+    return templateFor(container, message.key).replace("{seconds}", String(message.seconds));
+  }
+
+  /** The nodes of a message: a countdown's seconds get a span of their own (COUNTDOWN). */
+  function nodesFor(container, message) {
+    const template = typeof message === "string" ? "" : templateFor(container, message.key);
+    const at = message.seconds === undefined ? -1 : template.indexOf("{seconds}");
+    if (at < 0) return [textFor(container, message)];
+    const seconds = document.createElement("span");
+    seconds.className = COUNTDOWN;
+    // The region is aria-live: the whole text is announced once; the seconds that
+    // follow only change on screen, or a screen reader would read out every one.
+    seconds.setAttribute("aria-live", "off");
+    seconds.textContent = String(message.seconds);
+    return [template.slice(0, at), seconds, template.slice(at + "{seconds}".length)];
   }
 
   // ---- applying regions (docs/protocol.md, "Applying a region element") ---
@@ -440,7 +459,16 @@
     const text = textFor(container, message);
     container.setAttribute(ATTR.connection, state);
     const region = connectionRegion(container);
-    if (region && region.textContent !== text) region.textContent = text;
+    if (region && region.textContent !== text) {
+      region.replaceChildren(...nodesFor(container, message));
+    }
+  }
+
+  /** Move a countdown that is shown on by a second: only its number changes. */
+  function showSeconds(container, seconds) {
+    if (container.hasAttribute(ATTR.rejected)) return;
+    const number = connectionRegion(container)?.querySelector(`.${COUNTDOWN}`);
+    if (number) number.textContent = String(seconds);
   }
 
   /** Where a container, or a list (ATTR.list_status), says how its connection is. */
@@ -534,6 +562,7 @@
     live = false;
     liveTimer = null;
     waiting = null; // what the countdown says: {key, seconds}
+    tick = null; // the countdown's next second
 
     constructor({ path, tokens, lists }) {
       Object.assign(this, { path, tokens, lists });
@@ -575,6 +604,7 @@
       this.stopped = true;
       clearTimeout(this.timer);
       clearTimeout(this.liveTimer);
+      clearTimeout(this.tick);
       if (this.ws) {
         const ws = this.ws;
         this.ws = null; // detach first so its close event is not taken for a drop
@@ -585,6 +615,7 @@
 
     open() {
       clearTimeout(this.timer);
+      clearTimeout(this.tick);
       this.timer = null;
       this.stopped = false;
       this.tokens = activeTokens(this.path, this.tokens); // never ask again for a rejected op
@@ -661,7 +692,22 @@
         : { key: "reconnecting", seconds: Math.ceil(delay / 1000) };
       this.show("closed", this.problem || this.waiting);
       this.timer = setTimeout(() => this.open(), delay);
+      this.countDown(Date.now() + delay);
       if (this.failures >= NEVER_OPENED_LIMIT) this.probe();
+    }
+
+    /** Until the attempt at `retryAt`, lower the seconds shown each time a whole one passes. */
+    countDown(retryAt) {
+      if (this.waiting?.key !== "reconnecting") return;
+      const seconds = Math.ceil((retryAt - Date.now()) / 1000);
+      if (seconds < 1) return; // the attempt itself says "Connecting…"
+      if (seconds !== this.waiting.seconds) {
+        this.waiting = { key: "reconnecting", seconds };
+        if (!this.problem) for (const el of this.watchers()) showSeconds(el, seconds);
+      }
+      // Timed from the clock, not counted: a throttled background tab still shows the truth.
+      const next = retryAt - Date.now() - (seconds - 1) * 1000;
+      if (seconds > 1) this.tick = setTimeout(() => this.countDown(retryAt), next);
     }
 
     /** The delay before the next attempt, which it counts. */

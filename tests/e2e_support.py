@@ -24,7 +24,7 @@ import lxml.html
 import pytest
 
 from tests.dom import Page
-from tests.pg_workers import WorkerProcess, python, wait_for
+from tests.pg_workers import WorkerProcess, database_name, python, wait_for, worker_env
 
 #: Heartbeat and stale timeout of every process of the stack (tests/settings.py reads them).
 BEAT, STALE = 0.2, 1.0
@@ -449,3 +449,20 @@ def forget_redis_keys(url: str, prefix: str) -> None:
                 client.zrem("unacked_index", tag)
     finally:
         client.close()
+
+
+def stack_env(layer_url: str, prefix: str, **knobs: str) -> dict[str, str]:
+    """Return the environment of a stack's server or worker process.
+
+    tests.settings_stack on the test database, the channel layer at ``layer_url`` with
+    key ``prefix``, and ``knobs`` (``LIVEOPS_TEST_*``, see tests/settings_stack.py).
+    """
+    env = worker_env(database_name())
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the test process only (Playwright)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings_stack",
+        LIVEOPS_TEST_LAYER_URL=layer_url,
+        LIVEOPS_TEST_LAYER_PREFIX=prefix,
+        **knobs,
+    )
+    return env

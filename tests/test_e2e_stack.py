@@ -43,15 +43,14 @@ from tests.e2e_support import (
     forget_redis_keys,
     kill,
     logs,
+    stack_env,
     wait_for_celery,
     wait_for_db_worker,
 )
 from tests.pg_workers import (
     WorkerProcess,
-    database_name,
     require_postgres,
     require_redis,
-    worker_env,
 )
 from tests.settings_stack import LAYER_URL, redis_channel_layers
 from tests.testapp.models import Pulsed
@@ -123,12 +122,9 @@ def stack(request: pytest.FixtureRequest, services: None, prefix: str) -> Iterat
     request.getfixturevalue("django_db_setup")
     from tests.celery_app import app  # the tests' Celery app, so enqueue sends through it
 
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for this process only (Playwright)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_URL=LAYER_URL,
-        LIVEOPS_TEST_LAYER_PREFIX=prefix,
+    env = stack_env(
+        LAYER_URL,
+        prefix,
         LIVEOPS_TEST_HEARTBEAT=str(BEAT),
         LIVEOPS_TEST_STALE=str(STALE),
     )

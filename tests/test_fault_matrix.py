@@ -64,15 +64,14 @@ from tests.e2e_support import (
     free_port,
     kill,
     logs,
+    stack_env,
     wait_for_db_worker,
 )
 from tests.pg_workers import (
     WorkerProcess,
-    database_name,
     require_postgres,
     require_redis,
     wait_for,
-    worker_env,
 )
 from tests.settings_stack import LAYER_URL, redis_channel_layers
 from tests.testapp.models import Pulsed
@@ -197,12 +196,9 @@ def stack(
     assert executable is not None
     broker = PrivateRedis(executable, free_port(), tmp_path_factory.mktemp("broker") / "redis.log")
     broker.start()
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for this process only (Playwright)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_URL=LAYER_URL,
-        LIVEOPS_TEST_LAYER_PREFIX=prefix,
+    env = stack_env(
+        LAYER_URL,
+        prefix,
         LIVEOPS_TEST_HEARTBEAT=str(BEAT),
         LIVEOPS_TEST_STALE=str(STALE),
     )

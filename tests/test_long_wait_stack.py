@@ -27,8 +27,16 @@ from django.test import Client
 from liveops.lifecycle import NEVER_STARTED_MESSAGE
 from liveops.models import Phase
 from tests.chromium import launch_chromium
-from tests.e2e_support import BEAT, STALE, Server, enqueue_through, forget_redis_keys, logs
-from tests.pg_workers import database_name, python, require_postgres, require_redis, worker_env
+from tests.e2e_support import (
+    BEAT,
+    STALE,
+    Server,
+    enqueue_through,
+    forget_redis_keys,
+    logs,
+    stack_env,
+)
+from tests.pg_workers import python, require_postgres, require_redis
 from tests.settings_stack import LAYER_URL, redis_channel_layers
 from tests.testapp.models import Endless
 
@@ -63,12 +71,9 @@ def runner(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def env(prefix: str, runner: str) -> dict[str, str]:
     """Of the server and the sweep: the runner is the test's, whose queue no worker reads."""
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for this process only (Playwright)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_URL=LAYER_URL,
-        LIVEOPS_TEST_LAYER_PREFIX=prefix,
+    env = stack_env(
+        LAYER_URL,
+        prefix,
         LIVEOPS_TEST_HEARTBEAT=str(BEAT),
         LIVEOPS_TEST_STALE=str(STALE),
         LIVEOPS_TEST_WAIT_WARNING=str(WAIT_WARNING),

@@ -25,8 +25,8 @@ from django.test import Client
 from liveops.consumers import CloseCode
 from liveops.lifecycle import request_cancel
 from tests.chromium import launch_chromium
-from tests.e2e_support import PrivateRedis, Server, SocketViewer, logs
-from tests.pg_workers import database_name, require_postgres, worker_env
+from tests.e2e_support import PrivateRedis, Server, SocketViewer, logs, stack_env
+from tests.pg_workers import require_postgres
 from tests.settings_stack import redis_channel_layers
 from tests.testapp.models import Scripted
 
@@ -60,13 +60,7 @@ def layer_prefix(settings: Any, private_redis: PrivateRedis) -> str:
 def server(
     request: pytest.FixtureRequest, private_redis: PrivateRedis, layer_prefix: str
 ) -> Iterator[Server]:
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for this process only (Playwright)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_URL=private_redis.url,
-        LIVEOPS_TEST_LAYER_PREFIX=layer_prefix,
-    )
+    env = stack_env(private_redis.url, layer_prefix)
     started = Server(request.param, env)
     try:
         started.wait_until_ready()

@@ -27,8 +27,9 @@ from django.test import Client
 from liveops.consumers import CloseCode
 from liveops.lifecycle import INTERRUPTED_MESSAGE
 from tests.chromium import launch_chromium
-from tests.e2e_support import SHOW_TIMEOUT, Server, SocketViewer, logs
-from tests.pg_workers import database_name, require_postgres, require_redis, wait_for, worker_env
+from tests.e2e_support import SHOW_TIMEOUT, Server, SocketViewer, logs, stack_env
+from tests.pg_workers import require_postgres, require_redis, wait_for
+from tests.settings_stack import LAYER_URL
 from tests.testapp.models import Endless, Scripted
 
 pytestmark = [
@@ -57,13 +58,7 @@ def services() -> None:
 
 @pytest.fixture(params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for this process only (Playwright)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_PREFIX=f"lo-stop-{uuid.uuid4().hex[:8]}",
-        LIVEOPS_TEST_RUNNER="thread",
-    )
+    env = stack_env(LAYER_URL, f"lo-stop-{uuid.uuid4().hex[:8]}", LIVEOPS_TEST_RUNNER="thread")
     started = Server(request.param, env)
     try:
         started.wait_until_ready()

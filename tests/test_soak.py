@@ -37,14 +37,13 @@ from django.test import Client
 
 from liveops import _grants as grants
 from liveops._protocol import WEBSOCKET_PATH
-from tests.e2e_support import PrivateRedis, Server, celery_worker, logs, wait_for_celery
+from tests.e2e_support import PrivateRedis, Server, celery_worker, logs, stack_env, wait_for_celery
 from tests.pg_workers import (
     WorkerProcess,
     database_name,
     require_postgres,
     require_redis,
     wait_for,
-    worker_env,
 )
 from tests.testapp.models import Scripted
 
@@ -353,12 +352,9 @@ def soak(
 
     runner = request.param
     prefix = f"lo-soak-{uuid.uuid4().hex[:8]}"
-    env = worker_env(database_name())
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings_stack",
-        LIVEOPS_TEST_LAYER_URL=private_redis.url,
-        LIVEOPS_TEST_LAYER_PREFIX=prefix,
+    env = stack_env(
+        private_redis.url,
+        prefix,
         LIVEOPS_TEST_RUNNER=runner,
         LIVEOPS_TEST_CELERY_QUEUE=prefix,
         LIVEOPS_TEST_PROBE=str(tmp_path),

@@ -65,6 +65,10 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _is_seconds_to_a_week(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 7 * 24 * 3600
+
+
 def _is_dict(value: Any) -> bool:
     return isinstance(value, dict)
 
@@ -149,18 +153,17 @@ class LiveOpsSettings:
     #: (seconds); 0 turns grants off (liveops._grants).
     GRANT_SECONDS: float = _setting(
         3600,
-        lambda value: _is_number(value) and 0 <= value <= 7 * 24 * 3600,
+        _is_seconds_to_a_week,
         "liveops.E014",
         "{name} is {value}; it must be a number of seconds from 0 (no grants) to 604800 (a week).",
         "Use the default 3600.",
         convert=float,
     )
-
     #: An operation no worker has started after this many seconds is flagged as waiting too
     #: long: on its page, in the lists, in the log and by liveops_sweep; 0 turns it off.
     WAIT_WARNING_SECONDS: float = _setting(
         120,
-        lambda value: _is_number(value) and 0 <= value <= 7 * 24 * 3600,
+        _is_seconds_to_a_week,
         "liveops.E020",
         "{name} is {value}; it must be a number of seconds from 0 (never flag) to 604800 (a week).",
         "Use the default 120: longer than your workers usually take to start an operation.",

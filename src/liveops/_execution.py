@@ -294,14 +294,15 @@ class Run:
         """
         connection = connections[self._db]
         deadline = time.monotonic() + STORE_PATIENCE_SECONDS
-        pause = 0.1
+        pause, warned = 0.1, False
         while True:
             try:
                 return finish_run(self.op, end, columns, using=self._db, then=self.channel.finish)
             except _DATABASE_UNREACHABLE as exc:
                 if connection.in_atomic_block or time.monotonic() + pause > deadline:
                     raise
-                if pause == 0.1:
+                if not warned:
+                    warned = True
                     logger.warning(
                         "liveops: %s cannot store its end, the database is unreachable (%s); "
                         "trying again for up to %.0f s.",

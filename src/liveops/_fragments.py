@@ -47,8 +47,10 @@ def wait_text(waiting_since: float | None) -> str:
 
     ``waiting_since`` is when the attempt was queued (``StateView.waiting_since``).
     """
+    if waiting_since is None:  # started or ended: every region a run sends
+        return ""
     limit = get_settings().WAIT_WARNING_SECONDS
-    if waiting_since is None or not limit:
+    if not limit:
         return ""
     waited = time.time() - waiting_since
     if waited < limit:

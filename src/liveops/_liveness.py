@@ -196,12 +196,17 @@ def long_waits(
     )
 
 
+def waited(op: LiveOperation) -> timedelta:
+    """Return how long ``op`` has waited for a worker (nothing, once one has started it)."""
+    queued = op.queued_on()
+    return timezone.now() - queued if queued else timedelta(0)
+
+
 def flag_wait(op: LiveOperation) -> timedelta:
     """Send ``operation_waiting`` for ``op`` (its page and rows say how long); return the wait."""
-    queued = op.queued_on()
-    waited = timezone.now() - queued if queued else timedelta(0)
-    announce(operation_waiting, type(op), op=op, waited=waited)
-    return waited
+    wait = waited(op)
+    announce(operation_waiting, type(op), op=op, waited=wait)
+    return wait
 
 
 class Watchdog:
@@ -246,18 +251,14 @@ class Watchdog:
     def flag_long_waits(self, model: type[LiveOperation], pks: list[Any]) -> None:
         """Flag the watched operations waiting too long: when first seen, then each minute."""
         for op in long_waits(model, pks):
-            key = (model, op.pk)
-            if key not in self._watched:
-                continue  # its last viewer left meanwhile
-            queued = op.queued_on()
-            minute = int((timezone.now() - queued).total_seconds() // 60) if queued else 0
-            if self._flagged.get(key) == minute:
-                continue
+            key, minute = (model, op.pk), int(waited(op).total_seconds() // 60)
+            if key not in self._watched or self._flagged.get(key) == minute:
+                continue  # its last viewer left meanwhile, or it was flagged this minute
             first = key not in self._flagged
             self._flagged[key] = minute
-            waited = flag_wait(op)
+            wait = flag_wait(op)
             if first:
-                logger.warning(LONG_WAIT_LOG, op, waited.total_seconds(), get_settings().RUNNER)
+                logger.warning(LONG_WAIT_LOG, op, wait.total_seconds(), get_settings().RUNNER)
 
 
 watchdog = Watchdog()

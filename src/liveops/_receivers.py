@@ -18,6 +18,7 @@ from django.db import router
 from liveops._conf import get_settings
 from liveops._fragments import render_update
 from liveops._publish import await_on_publisher, get_publisher, group_name
+from liveops._updates import Update
 from liveops.lists import row_messages
 from liveops.models import LiveOperation
 from liveops.signals import Transition
@@ -28,12 +29,19 @@ logger = logging.getLogger("liveops")
 # --- the live regions --------------------------------------------------------------------------
 
 
-def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) -> None:
-    """Send ``regions`` of ``op`` (all by default) as stored to its viewers."""
+def snapshot_update(op: LiveOperation, regions: Iterable[str] | None = None) -> Update:
+    """Render ``regions`` of ``op`` (all by default) as stored, for its group."""
     group = group_name(op.live_label(), op.pk)
     names = op.region_names() if regions is None else regions
-    update = render_update(op, op.to_view(), names, group=group, log_max=get_settings().LOG_TAIL)
-    await_on_publisher(get_publisher().send(group, update.to_message()), f"the update of {op}")
+    return render_update(op, op.to_view(), names, group=group, log_max=get_settings().LOG_TAIL)
+
+
+def publish_snapshot(op: LiveOperation, regions: Iterable[str] | None = None) -> None:
+    """Send ``regions`` of ``op`` (all by default) as stored to its viewers."""
+    update = snapshot_update(op, regions)
+    await_on_publisher(
+        get_publisher().send(update.group, update.to_message()), f"the update of {op}"
+    )
 
 
 def publish_changed_regions(
@@ -41,10 +49,11 @@ def publish_changed_regions(
 ) -> None:
     """Receive ``operation_changed``: send the regions a change from outside the run altered."""
     if not transition.published_by_its_run:
-        publish_snapshot(op, _altered_regions(op, transition))
+        publish_snapshot(op, altered_regions(op, transition))
 
 
-def _altered_regions(op: LiveOperation, transition: Transition) -> Iterable[str]:
+def altered_regions(op: LiveOperation, transition: Transition) -> Iterable[str]:
+    """Return the regions of ``op`` that a change from outside its run altered."""
     if transition is Transition.CANCEL_REQUESTED and op.finished_on is None:
         return ("notice",)  # every page says "Cancelling…"; the run's end says the rest
     if transition is Transition.INTERRUPTED:

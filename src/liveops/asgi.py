@@ -38,13 +38,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from liveops._conf import get_settings
-from liveops._fragments import render_update
 from liveops._liveness import heartbeat
-from liveops._publish import group_name
+from liveops._receivers import altered_regions, snapshot_update
 from liveops._updates import Update
 from liveops.consumers import show_then_close_local_sockets
 from liveops.models import LiveOperation
+from liveops.signals import Transition
 
 __all__ = ["LiveOpsLifespan"]
 
@@ -112,18 +111,9 @@ async def stop_runs_and_tell() -> None:
 
 
 def _render_ends(ops: list[LiveOperation]) -> dict[str, Update]:
-    """Render each operation as stored, by group: every region but the log.
-
-    As an interrupted end is published (``liveops._receivers``): the database has no
-    log of a run that did not store its own end, and the viewers keep the lines they hold.
-    """
-    log_max = get_settings().LOG_TAIL
-    updates = {}
-    for op in ops:
-        group = group_name(op.live_label(), op.pk)
-        regions = [name for name in op.region_names() if name != "log"]
-        updates[group] = render_update(op, op.to_view(), regions, group=group, log_max=log_max)
-    return updates
+    """Render each operation's interrupted end as stored, by group (as it is published)."""
+    updates = (snapshot_update(op, altered_regions(op, Transition.INTERRUPTED)) for op in ops)
+    return {update.group: update for update in updates}
 
 
 class _StopHook:

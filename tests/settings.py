@@ -65,6 +65,7 @@ LIVEOPS = {
     "HEARTBEAT_SECONDS": float(os.environ.get("LIVEOPS_TEST_HEARTBEAT", "10")),
     "STALE_SECONDS": float(os.environ.get("LIVEOPS_TEST_STALE", "30")),
     "WAIT_WARNING_SECONDS": float(os.environ.get("LIVEOPS_TEST_WAIT_WARNING", "120")),
+    "PERSIST_PROGRESS": os.environ.get("LIVEOPS_TEST_PERSIST_PROGRESS") == "1",
 }
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -184,9 +184,7 @@ def test_a_runner_path_to_something_else_is_refused(settings: Any) -> None:
         get_runner()
 
 
-def test_persist_progress_warns_that_it_is_not_built_yet(settings: Any) -> None:
+def test_persist_progress_is_a_setting_like_the_others(settings: Any) -> None:
     settings.LIVEOPS = {"PERSIST_PROGRESS": True}
-    (warning,) = check_settings()
-    assert warning.id == "liveops.W001"
-    assert warning.level < ERROR
-    assert "does not store live progress yet" in warning.msg
+    assert check_settings() == []
+    assert get_settings().PERSIST_PROGRESS is True

@@ -164,5 +164,32 @@ def test_the_system_check_names_bad_region_names() -> None:
     assert "lower-case letters" in found[0].hint
 
 
+def test_the_system_check_names_a_persist_progress_that_is_not_a_bool() -> None:
+    with isolate_apps("tests.testapp") as registry:
+
+        class Stores(LiveOperation):
+            persist_progress = True
+
+            class Meta:
+                app_label = "testapp"
+
+        class Follows(LiveOperation):
+            persist_progress = None
+
+            class Meta:
+                app_label = "testapp"
+
+        class Unsure(LiveOperation):
+            persist_progress = 1  # type: ignore[assignment]
+
+            class Meta:
+                app_label = "testapp"
+
+        (found,) = check_operation_models([registry.get_app_config("testapp")])
+    assert (found.id, found.obj) == ("liveops.E021", Unsure)
+    assert found.msg == "Unsure.persist_progress is 1; it must be None, True or False."
+    assert "LIVEOPS['PERSIST_PROGRESS']" in found.hint
+
+
 def test_the_project_s_own_models_pass_the_check() -> None:
     assert check_operation_models() == []

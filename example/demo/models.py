@@ -58,6 +58,9 @@ class LongImport(LiveOperation):
     so the count and percent follow the loop and a cancel stops it.
     With ``stream``, Import reads a generator of unknown length instead: the page
     then shows a running count, not a percent.
+
+    It stores its live progress (``persist_progress``), so a second tab opened mid-run,
+    or a reload, shows the percent, the stages and the whole log at once.
     """
 
     ROWS = 240
@@ -65,6 +68,7 @@ class LongImport(LiveOperation):
     BAD_ROW_EVERY = 17
 
     stages = ["Download", "Validate", "Import"]
+    persist_progress = True
 
     seconds = models.FloatField(
         "duration (seconds)",

@@ -7,7 +7,6 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core import checks
 from django.core.checks import CheckMessage, Error
 
 from liveops._conf import get_settings, missing_layer_problem, raw_settings, validate
@@ -30,15 +29,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if isinstance(alias, str) and alias not in layers:
         problem = missing_layer_problem(alias)
         errors.append(Error(problem.msg, hint=problem.hint, id=problem.id))
-    if isinstance(raw, dict) and raw.get("PERSIST_PROGRESS") is True:
-        errors.append(
-            checks.Warning(
-                "LIVEOPS['PERSIST_PROGRESS'] is True, but this version does not store live "
-                "progress yet: viewers who join mid-run see the stages, then the next update.",
-                hint="Remove the key, or keep it to get the behaviour when it ships.",
-                id="liveops.W001",
-            )
-        )
     return errors
 
 
@@ -67,7 +57,8 @@ def check_runner(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
 
 def check_operation_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Report custom region names (``extra_regions``) the page could not tell apart."""
+    """Report custom region names (``extra_regions``) the page could not tell apart, and a
+    ``persist_progress`` that is not None, True or False."""
     from liveops.models import LiveOperation
 
     errors: list[CheckMessage] = []
@@ -93,6 +84,17 @@ def check_operation_models(app_configs: Any = None, **kwargs: Any) -> list[Check
                         id="liveops.E015",
                     )
                 )
+        if not (model.persist_progress is None or isinstance(model.persist_progress, bool)):
+            errors.append(
+                Error(
+                    f"{model.__name__}.persist_progress is {model.persist_progress!r}; it must "
+                    "be None, True or False.",
+                    hint="Use None (follow LIVEOPS['PERSIST_PROGRESS']), True (store this "
+                    "type's live progress) or False (store only its end).",
+                    obj=model,
+                    id="liveops.E021",
+                )
+            )
     return errors
 
 

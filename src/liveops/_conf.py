@@ -106,7 +106,8 @@ class LiveOpsSettings:
         "Use the default 10 (ten live messages per second per operation at most).",
         convert=float,
     )
-    #: Also store live progress (status, percent, log tail) so late joiners see it.
+    #: Also store the live picture (status, percent, stages, log tail…) while a run goes,
+    #: so a page opened mid-run shows it whole; a model's ``persist_progress`` overrides it.
     PERSIST_PROGRESS: bool = _setting(
         False,
         lambda value: isinstance(value, bool),

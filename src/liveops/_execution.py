@@ -30,6 +30,7 @@ from django.utils.translation import gettext_noop
 from liveops._conf import get_settings
 from liveops._fragments import render_update
 from liveops._liveness import heartbeat
+from liveops._progress_store import progress_columns, progress_writer
 from liveops._publish import get_publisher, group_name
 from liveops._state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 from liveops.exceptions import OperationCancelled, OperationInterrupted
@@ -142,7 +143,10 @@ class Run:
         self.state = LiveState(op.to_view(), settings.LOG_TAIL, op.region_names())
         group = group_name(op.live_label(), op.pk)
         render = functools.partial(render_update, op, group=group, log_max=settings.LOG_TAIL)
-        self.channel = get_publisher().channel(group, self.state, render)
+        #: Whether each flush stores the picture (then stages and swaps are stored with it).
+        self.stores_progress = op.stores_progress()
+        store = functools.partial(progress_writer.submit, op) if self.stores_progress else None
+        self.channel = get_publisher().channel(group, self.state, render, store)
         self.state.on_dirty = self.channel.notify
         self.declared_stage_names = tuple(op.stages)
         self.extra_region_names = tuple(op.extra_regions)
@@ -167,11 +171,13 @@ class Run:
         self.state.start()
 
     def set_stage(self, name: str, stage_state: StageState) -> None:
-        """Record a stage boundary: live, and in the database."""
+        """Record a stage boundary: live, and in the database (by the flush, if it stores)."""
         if self.finished:
             return
         self._stage_states[name] = stage_state.value
         self.state.set_stages(self._stages())
+        if self.stores_progress:
+            return
         self._queryset.update(
             stage_states=self._stage_states,
             version=self.state.version,
@@ -179,11 +185,13 @@ class Run:
         )
 
     def swap(self, region: str, html: str) -> None:
-        """Replace a custom region: live, and in the database (for later snapshots)."""
+        """Replace a custom region: live, and in the database (by the flush, if it stores)."""
         if self.finished:
             return
         self._extra_html[region] = html
         self.state.set_extra(region, html)
+        if self.stores_progress:
+            return
         self._queryset.update(
             extra_html=self._extra_html, version=self.state.version, heartbeat_on=timezone.now()
         )
@@ -273,7 +281,7 @@ class Run:
 
     def _store_terminal(self, end: End, view: StateView) -> bool:
         columns = {
-            **_progress_columns(view, self.state.log_seq),
+            **progress_columns(view),
             "result_context": view.result_context,
             "version": view.version,
             "heartbeat_on": timezone.now(),
@@ -317,20 +325,3 @@ class Run:
 
     def _stages(self) -> tuple[tuple[str, StageState], ...]:
         return self.op.declared_stages()  # reads the same dict as self._stage_states
-
-
-def _progress_columns(view: StateView, log_seq: int) -> dict[str, Any]:
-    """Return the model columns that hold the progress part of ``view``."""
-    return {
-        "status_text": view.status_text,
-        "status_level": view.status_level,
-        "percent": view.percent,
-        "track": {
-            "done": view.done,
-            "total": view.total,
-            "label": view.track_label,
-            "unit": view.track_unit,
-        },
-        "log": [list(entry) for entry in view.log_tail],
-        "log_seq": log_seq,
-    }

@@ -7,7 +7,8 @@ sends whatever the state holds by then. So the message rate is bounded, and the
 latest state always goes out within one interval.
 
 Terminal state is held back until the database transaction that stored it has
-committed; ``LiveChannel.finish()`` then sends it at once.
+committed; ``LiveChannel.finish()`` then sends it at once. An operation that stores its
+progress (``PERSIST_PROGRESS``) has each flush stored the same way before it is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
@@ -38,11 +40,54 @@ FINISH_TIMEOUT = 5.0
 STEADY_REGIONS = frozenset({"status", "progress", "stages"})
 #: A running operation that sent nothing for this long sends its steady regions again.
 KEYFRAME_INTERVAL = 5.0
+#: How long a flush waits for its picture to be stored before it is sent all the same.
+STORE_WAIT = 0.25
+#: Regions the live state never changes: the notice is drawn from the database only.
+_STORED_ONLY_REGIONS = frozenset({"notice"})
 
 
 #: Renders the ``regions`` of a view as one update: ``(view, regions, new_log) -> Update``,
 #: where ``new_log`` holds the log lines since the last flush (None: the whole tail).
 Render = Callable[[StateView, frozenset[str], tuple[tuple[int, str], ...] | None], Update]
+
+
+#: Stores a running operation's picture; the future says whether it was committed.
+Store = Callable[[StateView], "Future[bool]"]
+
+
+@dataclass
+class _Stored:
+    """What the database holds of one run's picture, as far as its channel knows."""
+
+    store: Store
+    #: The newest version known to be committed.
+    version: int
+    #: Writes sent and not yet answered: (version, future).
+    waiting: list[tuple[int, Future[bool]]]
+
+    def learn(self) -> None:
+        """Take the answers of the writes that have one."""
+        for version, future in self.waiting:
+            if future.done() and future.result():
+                self.version = max(self.version, version)
+        self.waiting = [(v, f) for v, f in self.waiting if not f.done()]
+
+    async def store_now(self, view: StateView) -> bool:
+        """Store ``view`` unless it is stored; return whether it is, waiting at most STORE_WAIT.
+
+        While an earlier write is still unanswered (a slow or locked database) it does not
+        wait: the flush goes out at once and is sent whole.
+        """
+        self.learn()
+        if self.version >= view.version:
+            return True
+        stuck = bool(self.waiting)
+        future = self.store(view)
+        self.waiting.append((view.version, future))
+        if not stuck:
+            await asyncio.wait([asyncio.wrap_future(future)], timeout=STORE_WAIT)
+        self.learn()
+        return self.version >= view.version
 
 
 def group_name(label: str, pk: object) -> str:
@@ -110,15 +155,34 @@ class Publisher:
         else:
             await layer.group_send(group, message)
 
-    def channel(self, group: str, state: LiveState, render: Render) -> LiveChannel:
-        """Return a new channel that publishes ``state`` to ``group``, drawn by ``render``."""
-        return LiveChannel(self, group, state, render)
+    def channel(
+        self, group: str, state: LiveState, render: Render, store: Store | None = None
+    ) -> LiveChannel:
+        """Return a new channel that publishes ``state`` to ``group``, drawn by ``render``.
+
+        With ``store``, each flush is stored with it before it is sent.
+        """
+        return LiveChannel(self, group, state, render, store)
 
 
 class LiveChannel:
-    """Coalesce the changes of one operation's state into throttled messages."""
+    """Coalesce the changes of one operation's state into throttled messages.
 
-    def __init__(self, publisher: Publisher, group: str, state: LiveState, render: Render) -> None:
+    Log lines go out as appends of the lines since the last flush. With a store, a flush
+    is sent once its picture is committed, so a viewer who reads the database after it
+    has every line up to it and a viewer who read before it gets it live. A flush whose
+    picture was not committed in time leaves a gap for a viewer who joins next, so the
+    next flush is sent whole: every region, the whole log tail.
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        group: str,
+        state: LiveState,
+        render: Render,
+        store: Store | None = None,
+    ) -> None:
         self._publisher = publisher
         self._loop = publisher.loop
         self._group = group
@@ -131,6 +195,9 @@ class LiveChannel:
         self._send_lock = asyncio.Lock()  # keeps one operation's messages in order
         self._last_sent = float("-inf")
         self._closed = False
+        self._stored = _Stored(store, state.version, []) if store is not None else None
+        #: Whether the last flush was committed before it was sent (else send the next whole).
+        self._gapless = True
 
     def notify(self) -> None:
         """Tell the channel its state turned dirty (thread-safe, cheap)."""
@@ -157,8 +224,13 @@ class LiveChannel:
             if changes is None:
                 return
             view, regions = changes.view, changes.regions | STEADY_REGIONS
-            new_log = None if "log" not in regions else changes.new_log
+            whole = not self._gapless
+            if whole:
+                regions = frozenset(self._state.regions) - _STORED_ONLY_REGIONS
+            new_log = None if whole or "log" not in regions else changes.new_log
             update = self._render(view, regions, new_log)
+            if self._stored is not None and not terminal:  # a terminal view is stored already
+                self._gapless = await self._stored.store_now(view)
             self._last_sent = self._loop.time()
             await self._publisher.send(self._group, update.to_message())
         except Exception:

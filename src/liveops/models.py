@@ -17,6 +17,7 @@ from django.utils import translation
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from liveops._conf import get_settings
 from liveops._state import ALL_REGIONS, Phase, StageState, StateView
 from liveops.signals import announce, operation_enqueued
 
@@ -38,6 +39,9 @@ class LiveOperation(models.Model):
     #: Names of custom regions that ``run()`` fills with ``p.swap(name, …)``; the page
     #: shows them after the stages. Lower-case letters, digits, ``-`` and ``_``.
     extra_regions: ClassVar[Sequence[str]] = ()
+    #: Whether a run stores its live progress, so a page opened mid-run shows it whole:
+    #: True or False for this type, None (the default) to follow ``PERSIST_PROGRESS``.
+    persist_progress: ClassVar[bool | None] = None
 
     id = models.UUIDField(_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -67,7 +71,7 @@ class LiveOperation(models.Model):
     percent = models.FloatField(_("percent"), null=True, blank=True, editable=False)
     log = models.JSONField(_("log tail"), default=list, blank=True, editable=False)
     log_seq = models.PositiveBigIntegerField(_("last log line"), default=0, editable=False)
-    # What p.track() counted: done, total, label, unit.
+    # What p.track() counted: done, total, label, unit, and since when (for the ETA).
     track = models.JSONField(_("tracked count"), default=dict, blank=True, editable=False)
     # Stage boundaries and bookkeeping: always written.
     stage_states = models.JSONField(_("stage states"), default=dict, blank=True, editable=False)
@@ -176,6 +180,13 @@ class LiveOperation(models.Model):
             return translation.gettext(message)
 
     @classmethod
+    def stores_progress(cls) -> bool:
+        """Return whether runs of this type store their live progress (``persist_progress``)."""
+        if cls.persist_progress is not None:
+            return cls.persist_progress
+        return get_settings().PERSIST_PROGRESS
+
+    @classmethod
     def region_names(cls) -> tuple[str, ...]:
         """Return every region of this type's page: the built-in ones, then ``extra_regions``."""
         return ALL_REGIONS + tuple(cls.extra_regions)
@@ -204,6 +215,7 @@ class LiveOperation(models.Model):
             total=self.track.get("total"),
             track_label=str(self.track.get("label", "")),
             track_unit=str(self.track.get("unit", "item")),
+            progress_since=self.track.get("since"),
             stages=self.declared_stages(),
             log_tail=tuple((int(seq), str(line)) for seq, line in self.log),
             result_context=self.result_context,

@@ -189,6 +189,43 @@ def test_replayed_and_late_fragments_leave_the_page_as_it_was(
     }
 
 
+def test_a_second_tab_opened_mid_import_shows_the_whole_log_at_once(
+    site: Server, open_page: Any
+) -> None:
+    """The demo's long import stores its live progress (``persist_progress = True``).
+
+    A second tab opened mid-run holds every log line the first tab holds in the page the
+    server rendered and in its socket's first frame, the snapshot read from the
+    database: a live update sends only the lines written since the one before it.
+    """
+    page = open_page("alice")
+    page.goto(f"{site.url}/")
+    live = start(page, "Long import", "Start a long import", **{DURATION: "12"})
+    live.wait_for_log_seq_above(4)
+    held = live.log_seqs()
+
+    second = open_page("alice")
+    frames: list[str] = []
+    second.on(
+        "websocket",
+        lambda ws: "?op=" in ws.url and ws.on("framereceived", lambda f: frames.append(f)),
+    )
+    response = second.goto(page.url)
+    assert response is not None
+    served = {int(seq) for seq in re.findall(r'data-liveop-seq="(\d+)"', response.text())}
+    assert set(held) <= served, f"the page as served lacks log lines: {held} vs {served}"
+    expect(second.get_by_role("link", name="Open this page in a second tab")).to_be_visible()
+    wait_until(second, lambda: bool(frames), "the second tab's snapshot")
+    snapshot = json.loads(frames[0])["liveop_html"]
+    in_snapshot = {int(seq) for seq in re.findall(r'data-liveop-seq="(\d+)"', snapshot)}
+    assert set(held) <= in_snapshot, f"the snapshot lacks log lines: {held} vs {in_snapshot}"
+    assert 'data-liveop-state="STARTED"' in snapshot
+    assert re.search(r'<progress[^>]* value="[1-9]', snapshot), "no stored percent"
+    second_live = LivePage(second, live.pk)
+    expect(second_live.region("result")).to_contain_text("Import finished", timeout=30_000)
+    assert second_live.log_seqs() == live.log_seqs()
+
+
 def test_a_finished_operation_looks_the_same_live_and_after_a_reload(
     site: Server, open_page: Any
 ) -> None:

@@ -78,6 +78,8 @@ def execute(label: str, pk: UUID | str) -> None:
         finally:
             if run is not None:
                 heartbeat.remove(run)
+                if run.stores_progress:
+                    progress_writer.run_ended(op)
 
 
 def _perform(run: Run) -> None:

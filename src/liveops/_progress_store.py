@@ -31,8 +31,6 @@ from liveops.models import LiveOperation
 
 logger = logging.getLogger("liveops")
 
-#: A writer with nothing to store for this long closes its connection (no idle session).
-IDLE_CLOSE_SECONDS = 10.0
 #: How long a write waits for SQLite's one write lock (held by a run()'s transaction,
 #: say) before it gives up until the next flush: the live pages do not wait for it.
 SQLITE_BUSY_MS = 200
@@ -86,6 +84,8 @@ class ProgressWriter:
     def __init__(self) -> None:
         self._wake = threading.Condition()
         self._pending: dict[tuple[str, type[LiveOperation], Any], _Write] = {}
+        #: The operations whose runs in this process store their pictures here.
+        self._running: set[tuple[type[LiveOperation], Any]] = set()
         self._thread: threading.Thread | None = None
         #: Whether the last batch failed: an outage is logged once, not once per flush.
         self._failing = False
@@ -101,6 +101,7 @@ class ProgressWriter:
         future: Future[bool] = Future()
         write = _Write(model, op.pk, op.attempt, view, [future])
         with self._wake:
+            self._running.add((model, op.pk))
             key = (alias, model, op.pk)
             if (older := self._pending.get(key)) is not None:
                 write.waiting[:0] = older.waiting
@@ -113,12 +114,23 @@ class ProgressWriter:
             self._wake.notify()
         return future
 
+    def run_ended(self, op: LiveOperation) -> None:
+        """Forget ``op``'s run; once no run here stores pictures, the writer's connection closes.
+
+        So the writer holds a connection only while it has work: an idle session would
+        keep a database from being dropped or renamed, and a worker waits long between runs.
+        """
+        with self._wake:
+            self._running.discard((type(op), op.pk))
+            self._wake.notify()
+
     def _serve(self) -> None:
         while True:
             with self._wake:
-                if not self._pending and not self._wake.wait(IDLE_CLOSE_SECONDS):
-                    connections.close_all()  # this thread's only
-                    continue
+                while not self._pending:
+                    if not self._running:
+                        connections.close_all()  # this thread's only
+                    self._wake.wait()
                 batch, self._pending = self._pending, {}
             by_alias: dict[str, list[_Write]] = defaultdict(list)
             for (alias, _model, _pk), write in batch.items():

@@ -466,3 +466,66 @@ def stack_env(layer_url: str, prefix: str, **knobs: str) -> dict[str, str]:
         **knobs,
     )
     return env
+
+
+def stop_all(processes: list[WorkerProcess]) -> None:
+    """Stop the processes at once (each: SIGTERM, then SIGKILL after 10 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(processes))) as pool:
+        list(pool.map(lambda process: process.stop(), processes))
+
+
+def session_cookie(user: Any) -> tuple[str, str]:
+    """Log ``user`` in; return the session cookie's name and value, for a browser or a socket."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return name, client.cookies[name].value
+
+
+class SocketFrames:
+    """The text frames each WebSocket of a Playwright page received, a list per socket.
+
+    Sockets are listed in the order the page opened them (a handshake that failed has
+    none). The first frame of a live page's socket is its snapshot: the consumer sends it
+    before any live frame.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.sockets: list[list[str]] = []
+        page.on("websocket", self._opened)
+
+    def _opened(self, websocket: Any) -> None:
+        frames: list[str] = []
+        self.sockets.append(frames)
+        websocket.on("framereceived", lambda payload: frames.append(payload))
+
+    def first_frame(self, after: int = 0, timeout: float = START_TIMEOUT) -> str:
+        """Return the first frame any socket opened after the first ``after`` ones received."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frames in self.sockets[after:]:
+                if frames:
+                    return frames[0]
+            assert time.monotonic() < deadline, f"no frame on {self.page.url} in {timeout} s"
+            self.page.wait_for_timeout(50)  # lets Playwright deliver its events; bounded above
+
+
+def require_stack_services(layer_url: str) -> None:
+    """Skip (or fail in CI) unless PostgreSQL, Redis and the channel layer's Redis answer."""
+    import redis
+
+    from tests.conftest import need
+    from tests.pg_workers import require_postgres, require_redis
+
+    require_postgres()
+    require_redis()
+    try:
+        redis.Redis.from_url(layer_url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        need(False, f"Redis for the channel layer at {layer_url} is not reachable: {exc}")

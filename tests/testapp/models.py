@@ -122,3 +122,52 @@ class Swapping(LiveOperation):
     def run(self, p: Progress) -> None:
         for step in self.SCRIPTS.get(self.pk, []):
             step(p)
+
+
+class Narrating(LiveOperation):
+    """Says where it is at each of ``steps`` steps, then waits there until a test releases it.
+
+    Step ``i`` sets the status to ``"Working on step i of n"``, the percent to
+    ``100 * i / (n + 1)`` and logs ``LINES_PER_STEP`` lines (``"step i, line j"``), inside
+    the stage "Work"; then it polls its own row every 50 ms until ``released >= i``, sending
+    no tick meanwhile but the publisher's keyframes (status, percent and stages, never the
+    log). So a test can open a page on an operation paused mid-run and tell what the page
+    got from the database. A step not released within ``wait_seconds`` fails the operation.
+    """
+
+    LINES_PER_STEP: ClassVar[int] = 3
+    stages = ["Work"]
+
+    steps = models.PositiveSmallIntegerField(default=2)
+    released = models.PositiveSmallIntegerField(default=0)
+    wait_seconds = models.FloatField(default=30.0)
+
+    class Meta(LiveOperation.Meta):
+        abstract = True
+
+    def run(self, p: Progress) -> None:
+        import os
+
+        with p.stage("Work"):
+            for step in range(1, self.steps + 1):
+                p.status(f"Working on step {step} of {self.steps}")
+                p.percent(100 * step / (self.steps + 1))
+                for line in range(1, self.LINES_PER_STEP + 1):
+                    p.log(f"step {step}, line {line}")
+                deadline = time.monotonic() + self.wait_seconds
+                released = type(self)._default_manager.filter(pk=self.pk, released__gte=step)
+                while not released.exists():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"step {step} was not released in {self.wait_seconds} s")
+                    time.sleep(0.05)
+        p.result(steps=self.steps, pid=os.getpid())
+
+
+class Narrated(Narrating):
+    """Stores its live progress as ``PERSIST_PROGRESS`` says (for test_persist_progress_stack)."""
+
+
+class NarratedUnstored(Narrating):
+    """The same, never storing its live progress: what a page opened mid-run misses without it."""
+
+    persist_progress = False

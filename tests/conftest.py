@@ -6,7 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -68,3 +68,18 @@ def _language_reset() -> Iterator[None]:
         from django.utils import translation
 
         translation.deactivate()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium for a module's stack tests; skip (or fail in CI) when there is none.
+
+    The ORM runs beside Playwright's event loop in these tests, hence the async-unsafe flag.
+    tests/browser/ has a session-wide one of its own.
+    """
+    from tests.chromium import launch_chromium
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with launch_chromium() as chromium:
+            yield chromium

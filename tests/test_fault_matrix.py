@@ -48,7 +48,6 @@ from liveops._execution import DATABASE_LOST_MESSAGE
 from liveops.lifecycle import INTERRUPTED_MESSAGE, LOST_MESSAGE
 from liveops.models import LiveOperation, Phase
 from liveops.runners import NOT_QUEUED_MESSAGE, NOT_SET_UP_MESSAGE
-from tests.chromium import launch_chromium
 from tests.conftest import need
 from tests.e2e_support import (
     SHOW_TIMEOUT,
@@ -263,14 +262,6 @@ def same_layer(settings: Any, stack: Stack) -> None:
 
 
 # --- viewers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
-        with launch_chromium() as chromium:
-            yield chromium
 
 
 @dataclass

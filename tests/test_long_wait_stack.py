@@ -26,7 +26,6 @@ from django.test import Client
 
 from liveops.lifecycle import NEVER_STARTED_MESSAGE
 from liveops.models import Phase
-from tests.chromium import launch_chromium
 from tests.e2e_support import (
     BEAT,
     STALE,
@@ -95,14 +94,6 @@ def server(env: dict[str, str], settings: Any, prefix: str) -> Iterator[Server]:
         started.process.stop()
         forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
         forget_redis_keys(LAYER_URL, prefix)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
-        with launch_chromium() as chromium:
-            yield chromium
 
 
 def _sweep(env: dict[str, str], *args: str) -> str:

@@ -29,7 +29,6 @@ from lxml.html import HtmlElement
 
 from liveops.models import Phase
 from tests.browser.support import LivePage
-from tests.chromium import launch_chromium
 from tests.dom import parse
 from tests.e2e_support import (
     SHOW_TIMEOUT,
@@ -134,14 +133,6 @@ def stack(request: pytest.FixtureRequest, services: None, prefix: str) -> Iterat
         stop_all(started)
         forget_redis_keys(django_settings.CELERY_BROKER_URL, prefix)
         forget_redis_keys(LAYER_URL, prefix)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
-        with launch_chromium() as chromium:
-            yield chromium
 
 
 @pytest.fixture(autouse=True)

@@ -19,13 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
-from django.test import Client
 
 from liveops.consumers import CloseCode
 from liveops.lifecycle import request_cancel
-from tests.chromium import launch_chromium
-from tests.e2e_support import PrivateRedis, Server, SocketViewer, logs, stack_env
+from tests.e2e_support import PrivateRedis, Server, SocketViewer, logs, session_cookie, stack_env
 from tests.pg_workers import require_postgres
 from tests.settings_stack import redis_channel_layers
 from tests.testapp.models import Scripted
@@ -69,21 +66,6 @@ def server(
         started.process.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
-        with launch_chromium() as chromium:
-            yield chromium
-
-
-def _session_cookie(user: Any) -> tuple[str, str]:
-    client = Client()
-    client.force_login(user)
-    name = django_settings.SESSION_COOKIE_NAME
-    return name, client.cookies[name].value
-
-
 def _closed_with(viewer: SocketViewer, timeout: float) -> int | None:
     """Return the close code the server sent within ``timeout`` s; None if it sent none."""
     from websockets.exceptions import ConnectionClosed
@@ -106,7 +88,7 @@ def test_a_layer_outage_closes_every_socket_and_the_page_shows_the_end_once_redi
 
     op = Scripted.objects.create(owner=user)
     path = op.get_absolute_url()
-    name, session = _session_cookie(user)
+    name, session = session_cookie(user)
     context = browser.new_context()
     try:
         context.add_cookies([{"name": name, "value": session, "url": server.url}])

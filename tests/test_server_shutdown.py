@@ -21,13 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
-from django.test import Client
 
 from liveops.consumers import CloseCode
 from liveops.lifecycle import INTERRUPTED_MESSAGE
-from tests.chromium import launch_chromium
-from tests.e2e_support import SHOW_TIMEOUT, Server, SocketViewer, logs, stack_env
+from tests.e2e_support import SHOW_TIMEOUT, Server, SocketViewer, logs, session_cookie, stack_env
 from tests.pg_workers import require_postgres, require_redis, wait_for
 from tests.settings_stack import LAYER_URL
 from tests.testapp.models import Endless, Scripted
@@ -65,21 +62,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield started
     finally:
         started.process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's loop
-        with launch_chromium() as chromium:
-            yield chromium
-
-
-def _session_cookie(user: Any) -> tuple[str, str]:
-    client = Client()
-    client.force_login(user)
-    name = django_settings.SESSION_COOKIE_NAME
-    return name, client.cookies[name].value
 
 
 def _enqueue_in(server: Server, op: Any) -> None:
@@ -139,7 +121,7 @@ def test_sigterm_shows_interrupted_on_the_server_s_pages_before_their_sockets_cl
         f"a thread of {server.kind} runs the operation",
         watch=[server.process],
     )
-    name, session = _session_cookie(user)
+    name, session = session_cookie(user)
     context, viewer = browser.new_context(), None
     try:
         context.add_cookies([{"name": name, "value": session, "url": server.url}])

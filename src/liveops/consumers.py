@@ -208,11 +208,15 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
         list_snapshots, self._watched_rows = await self._load_lists(asked.lists)
         for model, pk in self._watched_rows:
             watchdog.watch(model, pk)  # a lost run ends within a beat, a long wait is flagged
+        # Known to a stopping server before the first frame: a page that holds its snapshot
+        # must get the end the stop gives its runs, however soon the stop comes.
+        self._gone, self._stopping = asyncio.Event(), False
+        _open_sockets.add(self)
         for html in snapshots + list_snapshots:
+            if self._stopping:
+                return  # the socket is closing, with the state as the stop left it
             await self.send(text_data=frame(html))
         self._viewer.release()  # updates that came meanwhile follow the snapshot
-        self._gone = asyncio.Event()
-        _open_sockets.add(self)
 
     async def disconnect(self, code: int) -> None:
         """Leave every group this socket joined."""
@@ -245,6 +249,7 @@ class LiveOperationConsumer(AsyncWebsocketConsumer):
 
     async def _show_then_close(self, updates: Mapping[str, Update]) -> None:
         """Write the updates of the operations this socket watches, then close it (4503)."""
+        self._stopping = True
         for group in self._groups.keys() & updates.keys():
             update = updates[group]
             await self.send(text_data=update.staff_frame if self._staff else update.frame)

@@ -135,8 +135,12 @@ def test_sigterm_shows_interrupted_on_the_server_s_pages_before_their_sockets_cl
         expect(connection).to_have_text("Live", timeout=SHOW_TIMEOUT * 1000)
         _record_connection_texts(waiting_page, waiting.pk)
         viewer = SocketViewer(server.url, running.get_absolute_url(), f"{name}={session}")
+        # Its page model starts from the page's HTML: wait for the socket's own snapshot, or
+        # the stop could come before this socket is one the server knows.
         viewer.wait_until(
-            lambda: "In progress" in viewer.text("status"), "the snapshot arrives", SHOW_TIMEOUT
+            lambda: bool(viewer.frames) and "In progress" in viewer.text("status"),
+            "the snapshot arrives",
+            SHOW_TIMEOUT,
         )
 
         os.kill(server.process.pid, signal.SIGTERM)

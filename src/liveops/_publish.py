@@ -225,8 +225,8 @@ class LiveChannel:
                 return
             view, regions = changes.view, changes.regions | STEADY_REGIONS
             whole = not self._gapless
-            if whole:
-                regions = frozenset(self._state.regions) - _STORED_ONLY_REGIONS
+            if whole:  # more regions, never fewer: a terminal flush carries the notice too
+                regions |= frozenset(self._state.regions) - _STORED_ONLY_REGIONS
             new_log = None if whole or "log" not in regions else changes.new_log
             update = self._render(view, regions, new_log)
             if self._stored is not None and not terminal:  # a terminal view is stored already

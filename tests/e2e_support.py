@@ -529,3 +529,20 @@ def require_stack_services(layer_url: str) -> None:
         redis.Redis.from_url(layer_url, socket_connect_timeout=3, socket_timeout=3).ping()
     except redis.RedisError as exc:
         need(False, f"Redis for the channel layer at {layer_url} is not reachable: {exc}")
+
+
+def wait_until_tasks_done(queue: str, process: WorkerProcess) -> None:
+    """Wait until the db_worker ``process`` recorded the end of every task of ``queue``.
+
+    An operation's row says it ended before the worker stores its task's result; a test
+    database emptied in between makes django-tasks-db's worker exit (``NotUpdated``).
+    """
+    from django_tasks_db.models import DBTaskResult
+
+    unfinished = DBTaskResult.objects.filter(queue_name=queue, finished_at__isnull=True)
+    wait_for(
+        lambda: not unfinished.exists(),
+        START_TIMEOUT,
+        f"the tasks of {queue} are done",
+        watch=[process],
+    )

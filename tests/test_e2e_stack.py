@@ -29,7 +29,6 @@ from django.test import Client
 from liveops.lifecycle import LOST_MESSAGE
 from liveops.models import LiveOperation, Phase
 from tests.chromium import launch_chromium
-from tests.conftest import need
 from tests.e2e_support import (
     BEAT,
     SHOW_TIMEOUT,
@@ -43,14 +42,13 @@ from tests.e2e_support import (
     forget_redis_keys,
     kill,
     logs,
+    require_stack_services,
     stack_env,
     wait_for_celery,
     wait_for_db_worker,
 )
 from tests.pg_workers import (
     WorkerProcess,
-    require_postgres,
-    require_redis,
 )
 from tests.settings_stack import LAYER_URL, redis_channel_layers
 from tests.testapp.models import Pulsed
@@ -72,14 +70,7 @@ LOST_MARGIN = 4.0
 
 @pytest.fixture(scope="session")
 def services() -> None:
-    require_postgres()
-    require_redis()
-    import redis
-
-    try:
-        redis.Redis.from_url(LAYER_URL, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        need(False, f"Redis for the channel layer at {LAYER_URL} is not reachable: {exc}")
+    require_stack_services(LAYER_URL)
 
 
 @dataclass

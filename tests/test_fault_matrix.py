@@ -63,13 +63,12 @@ from tests.e2e_support import (
     free_port,
     kill,
     logs,
+    require_stack_services,
     stack_env,
     wait_for_db_worker,
 )
 from tests.pg_workers import (
     WorkerProcess,
-    require_postgres,
-    require_redis,
     wait_for,
 )
 from tests.settings_stack import LAYER_URL, redis_channel_layers
@@ -135,14 +134,7 @@ def test_what_a_fault_ends_an_operation_with_is_in_the_german_catalogue(message:
 
 @pytest.fixture(scope="session")
 def services() -> None:
-    require_postgres()
-    require_redis()
-    import redis
-
-    try:
-        redis.Redis.from_url(LAYER_URL, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        need(False, f"Redis for the channel layer at {LAYER_URL} is not reachable: {exc}")
+    require_stack_services(LAYER_URL)
     need(shutil.which("redis-server") is not None, "redis-server is not installed")
 
 

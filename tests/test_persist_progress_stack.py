@@ -49,6 +49,7 @@ from tests.e2e_support import (
     stop_all,
     wait_for_celery,
     wait_for_db_worker,
+    wait_until_tasks_done,
 )
 from tests.pg_workers import WorkerProcess, wait_for
 from tests.settings_stack import LAYER_URL, redis_channel_layers
@@ -148,7 +149,8 @@ def start(
     """Enqueue an operation (saved first if new) through a runner; let it finish after the test.
 
     The workers run one operation at a time, and the database is emptied after each
-    test: an operation left waiting would hold its worker until ``wait_seconds``. When
+    test: an operation left waiting would hold its worker until ``wait_seconds``, and
+    a db_worker whose task row went away exits. When
     the test failed, the processes' output is printed with its report.
     """
     stack.ensure_server()
@@ -171,6 +173,8 @@ def start(
     for op in started:
         ended = type(op)._default_manager.filter(pk=op.pk, finished_on__isnull=False)
         wait_for(ended.exists, START_TIMEOUT, f"{op} finishes", watch=stack.worker_processes())
+    tasks_worker, tasks_queue = stack.workers["tasks"]
+    wait_until_tasks_done(tasks_queue, tasks_worker)
 
 
 @dataclass

@@ -145,9 +145,14 @@ class Run:
         self.state = LiveState(op.to_view(), settings.LOG_TAIL, op.region_names())
         group = group_name(op.live_label(), op.pk)
         render = functools.partial(render_update, op, group=group, log_max=settings.LOG_TAIL)
+        self._db = router.db_for_write(type(op), instance=op)
         #: Whether each flush stores the picture (then stages and swaps are stored with it).
         self.stores_progress = op.stores_progress()
-        store = functools.partial(progress_writer.submit, op) if self.stores_progress else None
+        store = (
+            functools.partial(progress_writer.submit, op, self._db)
+            if self.stores_progress
+            else None
+        )
         self.channel = get_publisher().channel(group, self.state, render, store)
         self.state.on_dirty = self.channel.notify
         self.declared_stage_names = tuple(op.stages)
@@ -155,7 +160,6 @@ class Run:
         self._extra_html = dict(op.extra_html)
         # Shared with op.stage_states, which op.declared_stages() reads.
         op.stage_states = self._stage_states = dict(op.stage_states)
-        self._db = router.db_for_write(type(op), instance=op)
         #: Whether this run stored (or tried to store) its end.
         self.finished = False
         self.interrupt_requested = False

@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 
 from liveops._state import StageState, StateView
 from liveops.models import LiveOperation
@@ -90,14 +90,14 @@ class ProgressWriter:
         #: Whether the last batch failed: an outage is logged once, not once per flush.
         self._failing = False
 
-    def submit(self, op: LiveOperation, view: StateView) -> Future[bool]:
-        """Store ``view`` as ``op``'s picture soon; the future says whether it was stored.
+    def submit(self, op: LiveOperation, alias: str, view: StateView) -> Future[bool]:
+        """Store ``view`` as ``op``'s picture in database ``alias`` soon; the future says
+        whether it was stored.
 
         Cheap and non-blocking: it runs on the publisher's loop. A picture of ``op`` still
         waiting is replaced by this newer one, and its waiters learn this one's result.
         """
         model = type(op)
-        alias = router.db_for_write(model, instance=op)
         future: Future[bool] = Future()
         write = _Write(model, op.pk, op.attempt, view, [future])
         with self._wake:

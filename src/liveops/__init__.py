@@ -1,3 +1,3 @@
 """Run a long operation in Django and show it live over a WebSocket."""
 
-__version__ = "0.1.0.dev0"
+__version__ = "1.0.0a1"

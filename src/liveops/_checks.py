@@ -8,8 +8,15 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.core.checks import Warning as CheckWarning
 
-from liveops._conf import get_settings, missing_layer_problem, raw_settings, validate
+from liveops._conf import (
+    deprecated_settings,
+    get_settings,
+    missing_layer_problem,
+    raw_settings,
+    validate,
+)
 from liveops._state import ALL_REGIONS
 
 #: A custom region's name goes into element ids and class names.
@@ -19,9 +26,13 @@ _RESERVED_REGIONS = frozenset(ALL_REGIONS) | {"connection", "row"}
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Report each invalid ``LIVEOPS`` value, and a missing channel layer."""
+    """Report each invalid ``LIVEOPS`` value, a missing channel layer, and 0.4 spellings."""
     errors: list[CheckMessage] = [
         Error(problem.msg, hint=problem.hint, id=problem.id) for problem in validate(raw_settings())
+    ]
+    errors += [
+        CheckWarning(problem.msg, hint=problem.hint, id=problem.id)
+        for problem in deprecated_settings(raw_settings())
     ]
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     raw = raw_settings()

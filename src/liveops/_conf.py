@@ -185,6 +185,32 @@ class LiveOpsSettings:
 _RULES: dict[str, _Rule] = {f.name: f.metadata["liveops"] for f in fields(LiveOpsSettings)}
 DEFAULTS: dict[str, Any] = {name: rule.default for name, rule in _RULES.items()}
 
+# --- settings of django-liveops 0.4.x (docs/upgrading.md) -----------------------------------
+
+#: 0.4 keys that mean the same as one of ours: the value is used under the new name.
+RENAMED_SETTINGS = {"TOKEN_TTL_SECONDS": "GRANT_SECONDS"}
+#: 0.4 runner names that mean the same as one of ours.
+RENAMED_RUNNERS = {"threading": "thread"}
+#: 0.4 keys that mean nothing here, each with what to do instead.
+RETIRED_SETTINGS = {
+    "BASE_TEMPLATE": (
+        "The package's pages extend liveops/base.html, and a page of your own is picked by "
+        "template name. Keep your site's navigation with a templates/liveops/base.html of "
+        "your own (docs/upgrading.md shows it), then remove BASE_TEMPLATE. Host templates "
+        "that extend {{ base_template }} still get it."
+    ),
+    "LIST_LIVE": (
+        "Lists drawn by {% live_operation_list %} are always live, and a page without one "
+        "subscribes to nothing. Remove LIST_LIVE."
+    ),
+    "REQUIRED_GROUP": (
+        "Who may watch, cancel or retry is the model's: override can_view() and "
+        "viewable_by() (and can_cancel(), can_retry()) to require the group, e.g. "
+        "user.groups.filter(name=...).exists(), then remove REQUIRED_GROUP. Until then the "
+        "default applies: the owner and staff."
+    ),
+}
+
 
 def missing_layer_problem(alias: str) -> Problem:
     """Return the problem of a ``CHANNEL_LAYERS`` without the layer ``alias`` (liveops.E009)."""
@@ -224,8 +250,8 @@ def validate(raw: object) -> list[Problem]:
                 "Set LIVEOPS = {} in your settings, or remove it to use the defaults.",
             )
         ]
-    problems = [_unknown_key(key) for key in raw if key not in DEFAULTS]
-    merged = {**DEFAULTS, **raw}
+    problems = [_unknown_key(key) for key in raw if key not in DEFAULTS and not _is_04_key(key)]
+    merged = _merged(raw)
     for name, rule in _RULES.items():
         if not rule.valid(merged[name]):
             problems.append(rule.problem(name, merged[name]))
@@ -241,6 +267,60 @@ def validate(raw: object) -> list[Problem]:
             )
         )
     return sorted(problems, key=lambda problem: problem.id)  # a stable sort: E002s keep their order
+
+
+def _is_04_key(key: object) -> bool:
+    return key in RENAMED_SETTINGS or key in RETIRED_SETTINGS
+
+
+def _merged(raw: dict[Any, Any]) -> dict[str, Any]:
+    """Return the defaults overlaid with ``raw``, 0.4 spellings read under their new names."""
+    merged = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
+    for old, new in RENAMED_SETTINGS.items():
+        if old in raw and new not in raw:
+            merged[new] = raw[old]
+    runner = merged["RUNNER"]
+    if isinstance(runner, str) and runner in RENAMED_RUNNERS:
+        merged["RUNNER"] = RENAMED_RUNNERS[runner]
+    return merged
+
+
+def deprecated_settings(raw: object) -> list[Problem]:
+    """Return a problem for each 0.4 spelling in a ``LIVEOPS`` value: W009 mapped, W010 ignored."""
+    if not isinstance(raw, dict):
+        return []
+    problems = []
+    for old, new in RENAMED_SETTINGS.items():
+        if old in raw:
+            used = "ignored, as" if new in raw else "read as"
+            problems.append(
+                Problem(
+                    "liveops.W009",
+                    f"LIVEOPS[{old!r}] is the django-liveops 0.4 spelling; it is {used} "
+                    f"LIVEOPS[{new!r}].",
+                    f"Rename it to {new!r}.",
+                )
+            )
+    runner = raw.get("RUNNER")
+    if isinstance(runner, str) and runner in RENAMED_RUNNERS:
+        problems.append(
+            Problem(
+                "liveops.W009",
+                f"LIVEOPS['RUNNER'] is {runner!r}, the django-liveops 0.4 name of the runner "
+                f"{RENAMED_RUNNERS[runner]!r}.",
+                f"Use {RENAMED_RUNNERS[runner]!r}.",
+            )
+        )
+    for old, fix in RETIRED_SETTINGS.items():
+        if old in raw:
+            problems.append(
+                Problem(
+                    "liveops.W010",
+                    f"LIVEOPS[{old!r}] is a django-liveops 0.4 setting that does nothing here.",
+                    fix,
+                )
+            )
+    return problems
 
 
 def _unknown_key(key: object) -> Problem:
@@ -267,7 +347,7 @@ def get_settings() -> LiveOpsSettings:
         details = "\n".join(map(str, problems))
         raise ImproperlyConfigured(f"Invalid LIVEOPS setting:\n{details}")
     assert isinstance(raw, dict)
-    merged = {**DEFAULTS, **raw}
+    merged = _merged(raw)
     return LiveOpsSettings(**{name: rule.convert(merged[name]) for name, rule in _RULES.items()})
 
 

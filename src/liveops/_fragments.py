@@ -8,11 +8,13 @@ built from ticks and a page built from a snapshot cannot disagree.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string, select_template
 from django.utils import translation
 from django.utils.formats import number_format
@@ -250,15 +252,38 @@ def _template_names(op: LiveOperation, view: StateView, region: str) -> list[str
     meta = op._meta
     names = [f"liveops/{meta.app_label}/{meta.model_name}/{region}.html"]
     if region == "result" and _shows_own_result(view):
-        names.insert(0, _result_template(op))
+        names[:0] = result_template_names(op)
     names.append(f"liveops/regions/{region}.html")
     return names
 
 
-def _result_template(op: LiveOperation) -> str:
-    """Return the name of the template that shows the operation's successful result."""
+def result_template_names(op: LiveOperation) -> list[str]:
+    """Return the templates that may show the operation's successful result, in the order tried.
+
+    Ours, ``result_template_name`` or ``<app_label>/<model_name>_result.html``, then the name
+    django-liveops 0.4 looked for, ``<app_label>/<snake_class>_result.html``, so a project
+    moving from 0.4 keeps its result templates where they are.
+    """
     meta = op._meta
-    return op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html"
+    ours = op.result_template_name or f"{meta.app_label}/{meta.model_name}_result.html"
+    legacy = f"{meta.app_label}/{snake_class_name(type(op))}_result.html"
+    names = [ours] if legacy == ours else [ours, legacy]
+    chosen = getattr(op, "get_result_template_name", None)  # a 0.4 model's own override
+    return [chosen(), *names] if callable(chosen) else names
+
+
+# A word boundary inside a class name: before a capital that follows a lower-case letter or a
+# digit, and before the last capital of an acronym that starts a word ("PBNFile": PBN|File).
+_WORD_START = re.compile(r"(?<=[a-z\d])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_class_name(model: type[LiveOperation]) -> str:
+    """Return the class name in snake case, as django-liveops 0.4 named its templates.
+
+    ``ImportPBN2`` is ``import_pbn2``, ``ABCTest`` is ``abc_test``; Django's ``model_name``
+    of either has no underscores (``importpbn2``).
+    """
+    return _WORD_START.sub("_", model.__name__).lower()
 
 
 def _shows_own_result(view: StateView) -> bool:
@@ -266,12 +291,36 @@ def _shows_own_result(view: StateView) -> bool:
     return view.phase is Phase.FINISHED_OK and not view.chained_to
 
 
+def render_result_template(op: LiveOperation, view: StateView) -> SafeString | None:
+    """Render the developer's result template alone, as the result region would; None without one.
+
+    Any end but a success that does not chain shows no such template: "" then. For
+    ``{% render_op_result %}``, which django-liveops 0.4 pages put beside the container.
+    """
+    if not _shows_own_result(view):
+        return SafeString("")
+    try:
+        template = select_template(result_template_names(op))
+    except TemplateDoesNotExist:
+        return None
+    with translation.override(op.get_language()):
+        html: str = template.render(_region_context(op, view, "result", staff=False))
+    return mark_safe(html)  # safe: rendered by a template with autoescape
+
+
 def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool) -> str:
     template = select_template(_template_names(op, view, region))
+    inner = template.render(_region_context(op, view, region, staff))
+    return f"<div {_attributes(op, view, region, 'true')}>{inner}</div>"
+
+
+def _region_context(op: LiveOperation, view: StateView, region: str, staff: bool) -> dict[str, Any]:
     context: dict[str, Any] = {}
     if region == "result" and _shows_own_result(view):
-        # What run() gave p.result(), as the guide says: {{ imported }}. Ours win a clash.
+        # What run() gave p.result(), as the guide says: {{ imported }}. Ours win a clash,
+        # but for "operation", the op under django-liveops 0.4's name: there a result key won.
         context.update(view.result_context or {})
+        context.setdefault("operation", op)
     waited = wait_text(view.waiting_since)
     context.update(
         {
@@ -297,8 +346,7 @@ def _render_region(op: LiveOperation, view: StateView, region: str, staff: bool)
         context["success_url"] = op.get_success_url() if finished_ok and not chained else None
         context["result"] = view.result_context or {}
         context["result_items"] = sorted((view.result_context or {}).items())
-    inner = template.render(context)
-    return f"<div {_attributes(op, view, region, 'true')}>{inner}</div>"
+    return context
 
 
 def _render_extra(op: LiveOperation, view: StateView, region: str) -> str:

@@ -15,6 +15,7 @@ class LiveOpsConfig(AppConfig):
     def ready(self) -> None:
         from liveops import _receivers as receivers
         from liveops._checks import check_operation_models, check_runner, check_settings
+        from liveops._checks_migrations import check_operation_migrations
         from liveops._checks_redis import check_redis_layers
         from liveops._checks_server import (
             check_asgi_application,
@@ -37,6 +38,7 @@ class LiveOpsConfig(AppConfig):
         checks.register(check_settings, "liveops")
         checks.register(check_runner, "liveops")
         checks.register(check_operation_models, "liveops", checks.Tags.models)
+        checks.register(check_operation_migrations, "liveops", checks.Tags.models)
         checks.register(check_redis_layers, "liveops")
         checks.register(check_asgi_application, "liveops", checks.Tags.async_support)
         checks.register(check_uvicorn_websockets, "liveops", checks.Tags.async_support)

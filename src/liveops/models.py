@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -58,7 +59,9 @@ class LiveOperation(models.Model):
     cancelled = models.BooleanField(_("cancelled"), default=False)
     # Ended from outside run(): its process shut down, or went away (lost heartbeat).
     interrupted = models.BooleanField(_("interrupted"), default=False, editable=False)
-    traceback = models.TextField(_("traceback"), blank=True, editable=False)
+    # The default lets a migration from a NULL-able traceback (django-liveops 0.4) fill
+    # the old rows' NULLs; without one, Django's ALTER … SET NOT NULL fails on them.
+    traceback = models.TextField(_("traceback"), blank=True, default="", editable=False)
     error_message = models.TextField(_("error message"), blank=True, editable=False)
     result_context = models.JSONField(_("result"), null=True, blank=True, editable=False)
     language = models.CharField(_("language"), max_length=35, blank=True)
@@ -160,6 +163,16 @@ class LiveOperation(models.Model):
     def live_label(cls) -> str:
         """Return ``<app_label>.<model_name>``, which names this type on the wire."""
         return cls._meta.label_lower
+
+    @classmethod
+    def op_type_key(cls) -> str:
+        """Return ``live_label()`` under its django-liveops 0.4 name (deprecated)."""
+        warnings.warn(
+            "LiveOperation.op_type_key() is deprecated; use live_label().",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.live_label()
 
     @property
     def live_token(self) -> str:

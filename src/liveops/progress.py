@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -243,3 +244,19 @@ class Progress:
                 "%s finished already; p.%s() and later calls are ignored.", self._run.op, call
             )
         return False
+
+
+#: django-liveops 0.4's ``p`` classes, one per output; here one ``Progress`` serves both.
+_RENAMED_04 = {"WebProgress": "Progress", "TextProgress": "Progress"}
+
+
+def __getattr__(name: str) -> Any:
+    """Answer 0.4's ``WebProgress`` and ``TextProgress`` (type hints of its run() bodies)."""
+    if name in _RENAMED_04:
+        warnings.warn(
+            f"liveops.progress.{name} is deprecated; use liveops.progress.Progress.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Progress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

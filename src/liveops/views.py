@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import (
     Http404,
@@ -15,6 +18,7 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.http.response import HttpResponseBase
 from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,8 +26,10 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import View
-from django.views.generic import DetailView, ListView
+from django.views.generic import CreateView, DetailView, ListView
 
+from liveops._conf import raw_settings
+from liveops._fragments import snake_class_name
 from liveops._liveness import ensure_fresh, expire_stale_among
 from liveops.lifecycle import request_cancel, request_retry
 from liveops.lists import list_queryset
@@ -50,6 +56,13 @@ def _viewable_operation(request: HttpRequest, label: str, pk: UUID) -> LiveOpera
     return op
 
 
+def _base_template() -> str:
+    """Return ``LIVEOPS["BASE_TEMPLATE"]`` (a 0.4 setting), by default ``"base.html"``."""
+    raw = raw_settings()
+    value = raw.get("BASE_TEMPLATE") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and value else "base.html"
+
+
 class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-arg]
     """Show one operation live; 404 for anyone its ``can_view()`` refuses."""
 
@@ -58,20 +71,49 @@ class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-ar
 
     def get_object(self, queryset: Any = None) -> LiveOperation:
         """Return the operation named by the URL, if the user may watch it."""
-        return ensure_fresh(
-            _viewable_operation(self.request, self.kwargs["label"], self.kwargs["pk"])
-        )
+        # A subclass with ``model`` routed by pk alone, as django-liveops 0.4's guide had it.
+        label = self.kwargs.get("label") or (self.model and self.model._meta.label_lower)
+        if not label:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} needs a <label> in its URL or a model attribute."
+            )
+        return ensure_fresh(_viewable_operation(self.request, label, self.kwargs["pk"]))
 
     def get_template_names(self) -> list[str]:
-        """Prefer ``<app_label>/<model_name>_detail.html``, then the package's page."""
-        meta = self.object._meta
-        return [f"{meta.app_label}/{meta.model_name}_detail.html", self.template_name]
+        """Return the page templates to try, the project's first, then the package's page.
+
+        The model's ``host_template_name``, ``<app_label>/<model_name>_detail.html``, then
+        ``<app_label>/<snake_class>.html``, where django-liveops 0.4 looked.
+        """
+        model = type(self.object)
+        meta = model._meta
+        names = [
+            f"{meta.app_label}/{meta.model_name}_detail.html",
+            f"{meta.app_label}/{snake_class_name(model)}.html",
+            self.template_name,
+        ]
+        host = getattr(model, "host_template_name", None)
+        if isinstance(host, str) and host:
+            names.insert(0, host)
+        chosen = getattr(self.object, "get_host_template_name", None)  # a 0.4 model's override
+        if callable(chosen):
+            names.insert(0, chosen())
+        return names
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Add what django-liveops 0.4 host templates read: ``base_template``, ``<model_name>``."""
+        context = super().get_context_data(**kwargs)
+        context["base_template"] = _base_template()
+        # Django's own name for the object, which 0.4's page had as it set no other.
+        context.setdefault(self.object._meta.model_name, self.object)
+        return context
 
 
 class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-arg]
     """The operations of one type the user may view (``viewable_by``), newest first, live.
 
-    404 for a label that names no LiveOperation model. Template:
+    The type is the URL's ``label`` (404 for one that names no LiveOperation model), or
+    the view's ``model`` in a subclass for one type. Template:
     ``<app_label>/<model_name>_list.html``, else ``liveops/operation_list.html``.
     """
 
@@ -81,12 +123,27 @@ class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-
     operation_model: type[LiveOperation]
 
     def get_queryset(self) -> Any:
-        """Return the user's viewable operations of the URL's type, newest first."""
+        """Return the user's viewable operations of the view's type, newest first."""
+        self.operation_model = self._type()
+        return list_queryset(self.operation_model, self.request.user)
+
+    def _type(self) -> type[LiveOperation]:
+        if self.model is not None:
+            if not issubclass(self.model, LiveOperation):
+                raise ImproperlyConfigured(
+                    f"{type(self).__name__}.model is {self.model.__name__}, which is not a "
+                    "LiveOperation: list a model that subclasses liveops.models.LiveOperation."
+                )
+            return self.model
+        if "label" not in self.kwargs:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} needs the type to list: a <label> in its URL pattern, "
+                "as in liveops.urls, or a model attribute (model = YourOperation)."
+            )
         try:
-            self.operation_model = get_operation_model(self.kwargs["label"])
+            return get_operation_model(self.kwargs["label"])
         except LookupError as exc:
             raise Http404("No such operation type.") from exc
-        return list_queryset(self.operation_model, self.request.user)
 
     def get_template_names(self) -> list[str]:
         """Prefer ``<app_label>/<model_name>_list.html``, then the package's page."""
@@ -94,7 +151,7 @@ class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-
         return [f"{meta.app_label}/{meta.model_name}_list.html", self.template_name]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        """Add ``title``; show the lost runs among the page's operations as such."""
+        """Add ``title`` and ``base_template``; show the page's lost runs as such."""
         context = super().get_context_data(**kwargs)
         shown = context["object_list"]
         if expire_stale_among(self.operation_model, shown):
@@ -103,6 +160,7 @@ class LiveOperationListView(LoginRequiredMixin, ListView):  # type: ignore[type-
             if context.get("page_obj") is not None:
                 context["page_obj"].object_list = shown
         context["title"] = capfirst(self.operation_model._meta.verbose_name_plural)
+        context["base_template"] = _base_template()
         return context
 
 
@@ -209,3 +267,59 @@ class RetryView(_OperationAction):
     def act(self, op: LiveOperation) -> bool:
         """Start the new attempt."""
         return request_retry(op)
+
+
+# --- the names of django-liveops 0.4 (docs/upgrading.md) ---------------------------------
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    """Warn that a 0.4 view is used; stacklevel 3: the caller of the caller."""
+    warnings.warn(
+        f"liveops.views.{old} is deprecated; use {new}.", DeprecationWarning, stacklevel=3
+    )
+
+
+_CREATE_VIEW_FIX = (
+    "LoginRequiredMixin, liveops.views.LiveOperationCreateMixin and "
+    "django.views.generic.CreateView, in that order"
+)
+
+
+class CreateLiveOperationView(  # type: ignore[misc]  # the mixin narrows object
+    LoginRequiredMixin,
+    LiveOperationCreateMixin,
+    CreateView,  # type: ignore[type-arg]
+):
+    """Deprecated: the django-liveops 0.4 name of a login-only create view built on the mixin.
+
+    Subclassing it, or calling ``as_view()`` on it, warns with its replacement.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _warn_renamed("CreateLiveOperationView", _CREATE_VIEW_FIX)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        """Make the view; warn when it is this class itself (a subclass warned already)."""
+        if cls is CreateLiveOperationView:
+            _warn_renamed("CreateLiveOperationView", _CREATE_VIEW_FIX)
+        return super().as_view(**initkwargs)
+
+
+class RestartView(RetryView):
+    """Deprecated: ``RetryView`` under its django-liveops 0.4 name.
+
+    Subclassing it, or calling ``as_view()`` on it, warns with its replacement.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _warn_renamed("RestartView", "liveops.views.RetryView")
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        """Make the view; warn when it is this class itself (a subclass warned already)."""
+        if cls is RestartView:
+            _warn_renamed("RestartView", "liveops.views.RetryView")
+        return super().as_view(**initkwargs)

@@ -1,5 +1,6 @@
 """Template tags: ``{% live_operation op %}``, ``{% live_operation_list page_obj %}``, and
-``{% liveops_scripts %}``."""
+``{% liveops_scripts %}``; and what django-liveops 0.4 templates use: the ``pairs`` and
+``get_item`` filters and the deprecated ``{% render_op_result op %}``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import logging
 import re
 import threading
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +24,14 @@ from django.template.base import Parser, TextNode, Token
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import NoReverseMatch, get_script_prefix, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from liveops import _grants as grants
 from liveops._conf import get_settings
-from liveops._fragments import render_container
+from liveops._fragments import render_container, render_result_template
 from liveops._protocol import WEBSOCKET_PATH
 from liveops.lists import list_texts, render_row
 from liveops.models import LiveOperation, get_operation_model
@@ -232,3 +235,44 @@ def joinlines(parser: Parser, token: Token) -> _JoinedLines:
         if isinstance(node, TextNode):  # always: it tells mypy
             node.s = re.sub(r"\s*\n\s*", "", node.s, flags=re.ASCII)
     return _JoinedLines(nodelist)
+
+
+# --- what django-liveops 0.4 templates use (docs/upgrading.md) ---------------------------
+
+
+@register.filter
+def pairs(value: object) -> list[tuple[Any, Any]]:
+    """Return a dict's ``(key, value)`` pairs, [] for anything else: ``{% for k, v in d|pairs %}``.
+
+    Unlike ``d.items``, which a dict holding the key ``"items"`` answers with that value.
+    """
+    return list(value.items()) if isinstance(value, Mapping) else []
+
+
+@register.filter
+def get_item(value: object, key: Any) -> Any:
+    """Return ``value[key]`` for a dict and a key held in a variable; "" when there is none."""
+    return value.get(key, "") if isinstance(value, Mapping) else ""
+
+
+@register.simple_tag
+def render_op_result(op: LiveOperation) -> SafeString:
+    """Deprecated: render the op's result template after a success, "" otherwise.
+
+    Without a result template, the result's ``key=value`` pairs, one a line. The result
+    region of ``{% live_operation op %}`` shows the same template live.
+    """
+    warnings.warn(
+        "{% render_op_result %} is deprecated; use {% live_operation op %}, whose result "
+        "region shows the result template (and follows the operation live).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if not isinstance(op, LiveOperation):
+        raise TypeError(f"{{% render_op_result %}} takes a LiveOperation, not {op!r}.")
+    view = op.to_view()
+    html = render_result_template(op, view)
+    if html is not None:
+        return html
+    items = (view.result_context or {}).items()
+    return format_html_join(mark_safe("<br>"), "{}={}", items)

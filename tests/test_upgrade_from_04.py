@@ -432,7 +432,8 @@ def test_a_new_operation_runs_live_on_the_04_pages(served: Project, page: Any) -
     assert len(percents) >= 2, percents  # it changed in place while the page was open
     pk = page.url.rstrip("/").rsplit("/", 1)[1]
     page.locator("#finished-note").wait_for(timeout=10_000)  # the 0.4 event reached the page
-    assert page.locator("#finished-note").inner_text() == f"FINISHED_OK {pk}"
+    path = f"/live/imports.scoreimport/{pk}/"
+    assert page.locator("#finished-note").inner_text() == f"FINISHED_OK {pk} {path}"
 
 
 def test_a_task_queued_under_the_04_name_runs_in_the_worker(served: Project) -> None:

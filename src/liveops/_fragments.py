@@ -27,7 +27,7 @@ from django.utils.translation import gettext_noop, ngettext
 from liveops._conf import get_settings
 from liveops._state import ALL_REGIONS, Phase, StateView
 from liveops._updates import Chunk, Rank, Update
-from liveops.models import LiveOperation
+from liveops.models import LiveOperation, live_page_url
 
 # Marked here, translated when rendered (in the operation's language).
 _PHASE_LABELS = {
@@ -182,6 +182,7 @@ def render_container(
                 "container_id": container_id(op),
                 "connection_id": region_id(op, "connection"),
                 "ws_path": ws_path,
+                "live_url": live_page_url(op),
                 "grant": grant,
                 "cancel_url": cancel_url,
                 "retry_url": retry_url,

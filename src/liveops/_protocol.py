@@ -12,11 +12,13 @@ WEBSOCKET_PATH = "ws/liveops/"
 #: table, which tests/test_wire_contract.py checks against this one).
 ATTRIBUTES: Mapping[str, str] = MappingProxyType(
     {
-        # A container: its operation ("<app_label>.<model_name>:<pk>"), its socket path
-        # and view grant, its connection texts; the connection state and a refusal code
-        # the client writes on it (and on a list).
+        # A container: its operation ("<app_label>.<model_name>:<pk>"), its socket path,
+        # its live page (for 0.4's liveop:finished event) and view grant, its connection
+        # texts; the connection state and a refusal code the client writes on it (and on
+        # a list).
         "op": "data-liveop",
         "ws": "data-liveop-ws",
+        "url": "data-liveop-url",
         "grant": "data-liveop-grant",
         "texts": "data-liveop-texts",
         "connection": "data-liveop-connection",

@@ -7,12 +7,15 @@
 - The ``liveops_run`` pytest fixture: run a saved operation through the real
   ``execute()`` and look at what its viewers were sent. Enable it with
   ``pytest_plugins = ["liveops.testing"]``.
+
+``MockProgress``, django-liveops 0.4's name, still imports, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from django.db.models import Model
+from django.utils import timezone
 
 from liveops._state import LiveState, Phase, StageState, StateView, close_open_stages, json_values
 from liveops.exceptions import OperationCancelled
@@ -269,6 +273,123 @@ class RecordingProgress(Progress):
     def next_op(self) -> Model | None:
         """The operation ``chain_to()`` continued in (neither saved nor enqueued here)."""
         return self._memory.next_op
+
+
+# --- the name of django-liveops 0.4 (docs/upgrading.md) ----------------------------------
+
+
+class _MockProgress(RecordingProgress):
+    """``RecordingProgress`` that also answers what tests of 0.4's ``MockProgress`` assert on.
+
+    The calls of each kind as lists (``statuses``, ``logs``, ``percents``,
+    ``stages_entered``, ``chained``), ``error_message`` None until ``error()``, and the
+    end written on the operation (saved when the operation is), as 0.4's fake did.
+    """
+
+    def __init__(
+        self,
+        op: LiveOperation | None = None,
+        *,
+        stages: Sequence[str] | None = None,
+        cancel_after: int | None = None,
+        log_tail: int | None = None,
+    ) -> None:
+        super().__init__(op, stages=stages, cancel_after=cancel_after, log_tail=log_tail)
+        self._op = op
+        self._percents: list[int] = []
+
+    def percent(self, value: float) -> None:
+        super().percent(value)
+        self._percents.append(int(min(100.0, max(0.0, float(value)))))  # clamped, as shown
+
+    def track(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        label: str | None = None,
+        unit: str = "item",
+    ) -> Iterator[T]:
+        # 0.4's track() called percent() after each item: keep those percents too.
+        size = total
+        if size is None:
+            try:
+                size = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                size = None  # an unsized iterator shows a count, not a percent
+        return self._percent_steps(super().track(iterable, total, label, unit), size)
+
+    def _percent_steps(self, items: Iterator[T], size: int | None) -> Iterator[T]:
+        for done, item in enumerate(items, start=1):
+            yield item
+            if size is not None:
+                self._percents.append(done * 100 // size if size > 0 else 100)
+
+    def result(self, context: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        ending = not self.finished
+        super().result(context, **extra)
+        if ending and self.finished:
+            self._end_operation(result_context=self.result_context)
+
+    def error(self, message: str) -> None:
+        ending = not self.finished
+        super().error(message)
+        if ending and self.finished:
+            self._end_operation(error_message=self.view.error_message)
+
+    def _end_operation(self, **ending: Any) -> None:
+        op = self._op
+        if op is None:
+            return
+        ok = self.phase is Phase.FINISHED_OK
+        ending.update(finished_on=timezone.now(), finished_successfully=ok)
+        for name, value in ending.items():
+            setattr(op, name, value)
+        if not op._state.adding:  # a saved operation: 0.4's tests reload it
+            op.save(update_fields=list(ending))
+
+    def _arguments(self, name: str) -> list[Any]:
+        return [call.args[0] for call in self.calls if call.name == name]
+
+    @property
+    def statuses(self) -> list[tuple[str, str]]:
+        """Each ``status()`` call as ``(text, level)``."""
+        return [(c.args[0], c.kwargs["level"]) for c in self.calls if c.name == "status"]
+
+    @property
+    def logs(self) -> list[Any]:
+        """Each line given to ``log()``, as given."""
+        return self._arguments("log")
+
+    @property
+    def percents(self) -> list[int]:
+        """Each percent shown, by ``percent()`` or after each item of a sized ``track()``."""
+        return list(self._percents)
+
+    @property
+    def stages_entered(self) -> list[str]:
+        """The name of each stage entered, in order."""
+        return self._arguments("stage")
+
+    @property
+    def chained(self) -> list[Model]:
+        """The operations given to ``chain_to()``."""
+        return self._arguments("chain_to")
+
+    @property
+    def error_message(self) -> str | None:  # type: ignore[override]  # 0.4: None, not ""
+        """The message given to ``error()``, or None."""
+        return self.view.error_message if self.phase is Phase.FINISHED_ERROR else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MockProgress":
+        warnings.warn(
+            "liveops.testing.MockProgress is deprecated; use liveops.testing.RecordingProgress.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _MockProgress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- the liveops_run fixture ------------------------------------------------------------

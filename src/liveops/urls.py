@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import path
 
 from liveops.views import CancelView, LiveOperationListView, LiveOperationView, RetryView
@@ -13,10 +13,10 @@ from liveops.views import CancelView, LiveOperationListView, LiveOperationView, 
 app_name = "liveops"
 
 
-def _from_op_type(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def _from_op_type(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Serve ``view`` under django-liveops 0.4's argument name: its ``op_type`` is our label."""
 
-    def renamed(request: HttpRequest, op_type: str, **kwargs: Any) -> HttpResponse:
+    def renamed(request: HttpRequest, op_type: str, **kwargs: Any) -> HttpResponseBase:
         return view(request, label=op_type, **kwargs)
 
     return renamed

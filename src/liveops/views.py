@@ -72,7 +72,9 @@ class LiveOperationView(LoginRequiredMixin, DetailView):  # type: ignore[type-ar
     def get_object(self, queryset: Any = None) -> LiveOperation:
         """Return the operation named by the URL, if the user may watch it."""
         # A subclass with ``model`` routed by pk alone, as django-liveops 0.4's guide had it.
-        label = self.kwargs.get("label") or (self.model and self.model._meta.label_lower)
+        label: str = self.kwargs.get("label") or (
+            self.model._meta.label_lower if self.model else ""
+        )
         if not label:
             raise ImproperlyConfigured(
                 f"{type(self).__name__} needs a <label> in its URL or a model attribute."

@@ -3,10 +3,13 @@
 Workers know the task ``liveops.run_operation`` with no setting of their own: with
 ``"RUNNER": "celery"``, the liveops app imports this module when Django starts, which
 Celery's Django fix-up does in every worker (``liveops.runners.preload_runner``).
+The task name of django-liveops 0.4 is registered too, so that its messages still in a
+queue at the upgrade run.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -27,11 +30,16 @@ except ImportError as exc:
 
 from liveops._conf import get_settings
 from liveops._execution import execute
+from liveops.models import get_operation_model
 
 __all__ = ["TASK_NAME", "CeleryRunner", "run_operation"]
 
+logger = logging.getLogger("liveops")
+
 #: The task's registered name; stable, so queued messages survive an upgrade.
 TASK_NAME = "liveops.run_operation"
+#: The name django-liveops 0.4 sent its task under, with (app_label, ModelName, pk).
+LEGACY_TASK_NAME = "liveops.runner._celery_task"
 #: The longest wait between two deliveries of a task that met an unreachable database.
 RETRY_PAUSE_MAX = 30
 
@@ -44,16 +52,42 @@ RETRY_PAUSE_MAX = 30
 # (a restart, a fail-over) sends the task again, with a growing pause and no limit: left
 # as failed, a task whose claim failed would leave its operation waiting forever, and one
 # delivered again after its claim runs nothing.
-@shared_task(  # type: ignore[untyped-decorator]
-    name=TASK_NAME,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    max_retries=None,
-)
+DELIVERY: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "max_retries": None,
+}
+
+
+@shared_task(name=TASK_NAME, **DELIVERY)  # type: ignore[untyped-decorator]
 def run_operation(task: Any, label: str, pk: str) -> None:
     """Claim and run operation ``pk`` of type ``label`` in this worker."""
+    _execute(task, label, pk)
+
+
+@shared_task(name=LEGACY_TASK_NAME, **DELIVERY)  # type: ignore[untyped-decorator]
+def run_legacy_operation(task: Any, app_label: str, model_name: str, pk: str) -> None:
+    """Run a message that django-liveops 0.4 queued: ``(app_label, ModelName, pk)``."""
+    try:
+        label = get_operation_model(f"{app_label}.{model_name}").live_label()
+    except LookupError as exc:
+        # Sending it again would meet the same models: log it and let the message go.
+        logger.error(
+            "liveops: dropped a task of django-liveops 0.4 (%s) for operation %s of %s.%s: %s "
+            "Nothing ran, and the message is not retried.",
+            LEGACY_TASK_NAME,
+            pk,
+            app_label,
+            model_name,
+            exc,
+        )
+        return
+    _execute(task, label, pk)
+
+
+def _execute(task: Any, label: str, pk: str) -> None:
     try:
         execute(label, pk)
     except (OperationalError, InterfaceError) as exc:

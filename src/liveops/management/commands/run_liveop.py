@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -110,9 +111,11 @@ class Command(BaseCommand):
             model = get_operation_model(options["model_label"])
         except LookupError as exc:
             raise CommandError(str(exc)) from exc
-        values = parse_field_values(model, options.get("field_args") or [])
-        op = model(**values)
-        op.owner_id = resolve_owner(model, options["owner"])
+        field_args = options.get("field_args") or []
+        op = model(**parse_field_values(model, field_args))
+        # The command line again, for the one an owner error suggests (with --owner).
+        again = [options["model_label"], *field_args, *(["--plain"] if options["plain"] else [])]
+        op.owner_id = resolve_owner(model, options["owner"], again)
         try:
             op.full_clean(exclude=["owner"])
         except ValidationError as exc:
@@ -234,24 +237,63 @@ def convert(field: models.Field[Any, Any], raw: str) -> Any:
     return value
 
 
-def resolve_owner(model: type[LiveOperation], username: str | None) -> Any:
-    """Return the pk of the existing user named ``username``, or None when the model allows it."""
+def resolve_owner(
+    model: type[LiveOperation], username: str | None, args: Sequence[str] = ()
+) -> Any:
+    """Return the pk of the existing user named ``username``, or None when the model allows it.
+
+    ``args`` are the command's other arguments, for the command line an error suggests.
+    """
     field = model._meta.get_field("owner")
+    user_model: Any = field.related_model
     if username is None:
         if field.null:
             return None
         raise CommandError(
-            f"{model.__name__} needs an owner: name an existing user with --owner USERNAME."
+            f"{model.__name__} needs an owner: name an existing user with --owner USERNAME "
+            f"(run_liveop does not create users). {how_to_name_an_owner(user_model, args)}"
         )
-    user_model: Any = field.related_model
     username_field = user_model.USERNAME_FIELD
     try:
         user = user_model._default_manager.get(**{username_field: username})
     except user_model.DoesNotExist:
         raise CommandError(
-            f"No user with {username_field} {username!r}; run_liveop does not create users."
+            f"No user with {username_field} {username!r}; run_liveop does not create users. "
+            f"{how_to_name_an_owner(user_model, args)}"
         ) from None
     return user.pk
+
+
+def how_to_name_an_owner(user_model: Any, args: Sequence[str]) -> str:
+    """Return the command line to run: with an existing user, else after creating one."""
+    example = example_owner(user_model)
+    if example is not None:
+        return f"For example:\n\n    {command_line(args, example)}"
+    return (
+        "There are no users yet: create one, then run the operation as that user:\n\n"
+        f"    python manage.py createsuperuser\n    {command_line(args, 'USERNAME')}"
+    )
+
+
+def example_owner(user_model: Any) -> str | None:
+    """Return the username of an active user to suggest: the first superuser, else the first."""
+    users = user_model._default_manager.order_by("pk")
+    fields = {f.name for f in user_model._meta.get_fields()}
+    if "is_active" in fields:
+        users = users.filter(is_active=True)
+    choices = [users.filter(is_superuser=True)] if "is_superuser" in fields else []
+    for candidates in [*choices, users]:
+        name = candidates.values_list(user_model.USERNAME_FIELD, flat=True).first()
+        if name is not None:
+            return str(name)
+    return None
+
+
+def command_line(args: Sequence[str], owner: str) -> str:
+    """Return ``python manage.py run_liveop`` with ``args`` and ``--owner owner``, shell-quoted."""
+    label, *rest = args or ["app_label.ModelName"]
+    words = ["python", "manage.py", "run_liveop", label, "--owner", owner, *rest]
+    return shlex.join(words)
 
 
 def describe_invalid(exc: ValidationError) -> str:

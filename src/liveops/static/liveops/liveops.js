@@ -30,7 +30,7 @@
   // Every data attribute of the wire contract, spelled here only; liveops/_protocol.py holds
   // the server's table, with the same keys (tests/test_wire_contract.py checks both).
   const ATTR = Object.freeze({
-    // a container: its operation, socket and grant, its texts, the state shown
+    // a container: its operation, socket and grant, its texts, the state shown, its page
     op: "data-liveop",
     ws: "data-liveop-ws",
     grant: "data-liveop-grant",
@@ -38,6 +38,7 @@
     connection: "data-liveop-connection",
     rejected: "data-liveop-rejected",
     script_missing: "data-liveop-script-missing",
+    url: "data-liveop-url",
     // the rank of a region or a row (rules 1-3), and the phase it was rendered from
     version: "data-liveop-v",
     attempt: "data-liveop-attempt",
@@ -308,10 +309,24 @@
     const detail = { op: container.getAttribute(ATTR.op), state };
     const event = new CustomEvent("liveops:finished", { bubbles: true, cancelable: true, detail });
     container.dispatchEvent(event);
+    announceFinishedAs04(container, state);
     if (state !== "FINISHED_OK" || event.defaultPrevented) return;
     const chain = container.querySelector(`a${having(ATTR.chain)}`);
     if (chain) followChain(container, chain);
     else continueTo(container);
+  }
+
+  /** django-liveops 0.4's event, for the pages written for it: on document, not cancelable. */
+  function announceFinishedAs04(container, state) {
+    const ok = state === "FINISHED_OK";
+    const link = ok ? container.querySelector(`a${having(ATTR.continue)}`) : null;
+    const detail = {
+      pk: pkOf(container.getAttribute(ATTR.op)),
+      state,
+      url: container.getAttribute(ATTR.url) ?? "", // its live page ("": none routed)
+      success_url: link?.getAttribute("href") ?? null,
+    };
+    document.dispatchEvent(new CustomEvent("liveop:finished", { detail }));
   }
 
   /**

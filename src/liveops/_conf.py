@@ -194,10 +194,10 @@ RENAMED_RUNNERS = {"threading": "thread"}
 #: 0.4 keys that mean nothing here, each with what to do instead.
 RETIRED_SETTINGS = {
     "BASE_TEMPLATE": (
-        "The package's pages extend liveops/base.html, and a page of your own is picked by "
-        "template name. Keep your site's navigation with a templates/liveops/base.html of "
-        "your own (docs/upgrading.md shows it), then remove BASE_TEMPLATE. Host templates "
-        "that extend {{ base_template }} still get it."
+        "The package's pages extend liveops/base.html. To frame them with your base, "
+        'create templates/liveops/base.html holding {% extends "base.html" %} (your base '
+        "needs a content block and {% liveops_scripts %} in its <head>), then remove "
+        "BASE_TEMPLATE. Host templates that extend {{ base_template }} still get it."
     ),
     "LIST_LIVE": (
         "Lists drawn by {% live_operation_list %} are always live, and a page without one "
